@@ -1,0 +1,32 @@
+# polymodal: `make demo` (set-up + the main job on embedded data) and `make test` (set-up + tests).
+# Install order matters: torch==2.13.0 (a CPU wheel) first, then the package with its extras.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.polymodal-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/polymodal demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/recsys_vs_recbole.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

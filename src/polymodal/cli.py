@@ -1,0 +1,220 @@
+"""The front door: ``polymodal list | info | run | compare | demo | data``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from polymodal import __version__
+from polymodal.core.errors import PolymodalError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable), e.g. --set epochs=5 --set lr=1e-3")
+    p.add_argument("--config", metavar="FILE.yaml", help="read config values from a YAML file (--set wins)")
+    p.add_argument("--data", metavar="PATH", help="point the recipe at real data (a folder or a dataset name)")
+    p.add_argument("--quick", action="store_true", help="the embedded-data setting used by demo and the tests")
+    p.add_argument("--out", metavar="DIR", help="run folder to create (default runs/<time>-<recipe>)")
+    p.add_argument("--root", default="runs", metavar="DIR", help="where new run folders go (default ./runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polymodal", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"polymodal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("list", help="list every recipe, by family")
+
+    p = sub.add_parser("info", help="a recipe's paper, baselines and config fields with defaults and bounds")
+    p.add_argument("name")
+
+    p = sub.add_parser("run", help="run one recipe (or --resume a killed run)")
+    p.add_argument("name", nargs="?", help="recipe name (omit with --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its last checkpoint")
+    _add_config_args(p)
+
+    p = sub.add_parser("compare", help="a method and the baselines its paper compares with: same data, seed, one table")
+    p.add_argument("name", nargs="?", help="recipe name (omit with --resume)")
+    p.add_argument("--only", metavar="A,B", help="compare only these methods (comma-separated recipe names)")
+    p.add_argument("--resume", metavar="DIR", help="continue a compare folder: finished methods are kept")
+    p.add_argument("--no-isolate", action="store_true", help="run methods in this process (peak RSS then shared)")
+    _add_config_args(p)
+
+    p = sub.add_parser("demo", help="every paper's compare in quick mode on embedded data, one report")
+    p.add_argument("--out", metavar="DIR", help="demo folder (default runs/<time>-demo)")
+    p.add_argument("--only", metavar="A,B", help="only these recipes")
+
+    p = sub.add_parser("data", help="datasets: list what can be fetched, fetch one into the cache")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.add_parser("list", help="datasets that 'data fetch' knows")
+    f = dsub.add_parser("fetch", help="download a dataset (checksummed) into the cache")
+    f.add_argument("name")
+    f.add_argument("--force", action="store_true", help="download again even if cached")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except PolymodalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume <run folder>", file=sys.stderr)
+        return 130
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from polymodal.core.registry import all_recipes, unavailable_families
+
+    table = Table(title="polymodal recipes")
+    for col in ("family", "recipe", "baselines", "paper"):
+        table.add_column(col)
+    for r in all_recipes():
+        table.add_row(r.family, r.name, ", ".join(r.baselines), r.paper.title[:60])
+    Console().print(table)
+    for fam, why in unavailable_families().items():
+        print(f"family {fam} unavailable: {why}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from polymodal.core.registry import get_recipe
+
+    r = get_recipe(args.name)
+    print(f"{r.name}  ({r.family})")
+    print(f"  paper:     {r.paper.cite()}")
+    if r.paper.code:
+        print(f"  code:      {r.paper.code}")
+    if r.summary:
+        print(f"  summary:   {r.summary}")
+    print(f"  baselines: {', '.join(r.baselines) or '-'}")
+    print(f"  primary metric: {r.primary_metric}")
+    if r.quick:
+        print(f"  --quick sets: {', '.join(f'{k}={v}' for k, v in r.quick.items())}")
+    print("  config (field = default  [bounds]  description):")
+    for name, field in r.config_cls.model_fields.items():
+        bounds = [_bound_text(m) for m in field.metadata]
+        b = f"  [{', '.join(bounds)}]" if bounds else ""
+        desc = f"  {field.description}" if field.description else ""
+        print(f"    {name} = {field.default!r}{b}{desc}")
+    return 0
+
+
+def _bound_text(meta: object) -> str:
+    """``Ge(ge=1)`` -> ``>= 1``; other constraints as pydantic prints them."""
+    ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "min length", "pattern": "pattern"}
+    for attr, op in ops.items():
+        if hasattr(meta, attr) and getattr(meta, attr) is not None:
+            return f"{op} {getattr(meta, attr)}"
+    return repr(meta)
+
+
+def _read_args_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    from polymodal.core.config import load_yaml_config, parse_overrides
+
+    file_values = load_yaml_config(args.config) if args.config else {}
+    return file_values, parse_overrides(args.overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from polymodal.core.execute import make_config, run_in_dir, start_run
+    from polymodal.core.registry import get_recipe
+
+    if args.resume:
+        if args.name or args.overrides or args.config or args.data:
+            raise PolymodalError("--resume continues a run with its saved config; drop the name/--set/--config/--data")
+        out = run_in_dir(args.resume)
+        run_dir = Path(args.resume)
+    else:
+        if not args.name:
+            raise PolymodalError("give a recipe name (see 'polymodal list') or --resume RUN_DIR")
+        recipe = get_recipe(args.name)
+        file_values, overrides = _read_args_config(args)
+        config = make_config(recipe, file_values=file_values, overrides=overrides, data=args.data, quick=args.quick)
+        run_dir = start_run(recipe, config, out=args.out, root=args.root)
+        print(f"run folder: {run_dir}", file=sys.stderr)
+        out = run_in_dir(run_dir)
+    _print_result(out)
+    print(f"report: {run_dir / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from polymodal.core.execute import prepare_compare, run_compare
+    from polymodal.core.registry import get_recipe
+
+    if args.resume:
+        d = Path(args.resume)
+    else:
+        if not args.name:
+            raise PolymodalError("give a recipe name (see 'polymodal list') or --resume DIR")
+        recipe = get_recipe(args.name)
+        file_values, overrides = _read_args_config(args)
+        only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+        d = prepare_compare(recipe, overrides=overrides, file_values=file_values, data=args.data,
+                            quick=args.quick, only=only, out=args.out, root=args.root)
+    print(f"compare folder: {d}", file=sys.stderr)
+    result = run_compare(d, isolate=not args.no_isolate)
+    _print_result(result)
+    print(f"report: {d / 'report.md'}  result: {d / 'result.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from polymodal.demo import run_demo
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    report = run_demo(out=args.out, only=only)
+    print(f"demo report: {report}", file=sys.stderr)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from polymodal.core import datasets
+    from polymodal.core.registry import discover
+
+    discover()  # families register their datasets on import
+    if args.data_command in (None, "list"):
+        for spec in datasets.list_datasets():
+            print(f"{spec.name:20s} {spec.description}")
+        return 0
+    path = datasets.fetch_dataset(args.name, force=args.force)
+    print(path)
+    return 0
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from polymodal.core.registry import get_recipe
+    from polymodal.core.report import fmt, result_table
+
+    recipe = get_recipe(result["recipe"])
+    headers, rows = result_table(result, list(recipe.table_metrics) or None)
+    table = Table(title=f"{result['recipe']} (primary: {result['primary_metric']})")
+    for h in headers:
+        table.add_column(h, justify="left" if h == "method" else "right")
+    for r in rows:
+        table.add_row(*[fmt(v) for v in r])
+    Console().print(table)
+
+
+COMMANDS = {"list": cmd_list, "info": cmd_info, "run": cmd_run, "compare": cmd_compare, "demo": cmd_demo,
+            "data": cmd_data}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared machinery: recipe registry, configs, runs, reports, dataset cache, progress bars."""

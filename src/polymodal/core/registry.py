@@ -1,0 +1,173 @@
+"""The recipe registry: how a method becomes runnable from the CLI.
+
+A family's ``recipes.py`` registers each method with ``@recipe(...)``; ``discover()`` imports every
+family's recipes module. A family whose optional dependencies are missing is listed as unavailable
+with the import error instead of breaking the whole CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from polymodal.core.config import RecipeConfig
+from polymodal.core.errors import UnknownRecipeError
+
+if TYPE_CHECKING:
+    from polymodal.core.runs import Run
+
+#: families in display order; each is ``polymodal.<family>.recipes``
+FAMILIES = ("recsys", "federated", "video", "affect", "sensing", "llm")
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    venue: str = ""
+    arxiv: str = ""
+    code: str = ""
+
+    def cite(self) -> str:
+        bits = [self.title]
+        if self.venue:
+            bits.append(self.venue)
+        if self.arxiv:
+            bits.append(f"arXiv {self.arxiv}")
+        return " · ".join(bits)
+
+
+@dataclass
+class Result:
+    """What a recipe's ``run`` returns: one method's metrics on one dataset.
+
+    ``train_seconds`` is the time spent training (not data loading); ``extra`` holds anything else
+    worth keeping in ``result.json`` (best epoch, seconds per epoch, ...).
+    """
+
+    metrics: dict[str, float]
+    train_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RunFn = Callable[[RecipeConfig, "Run"], Result]
+
+
+@dataclass
+class Recipe:
+    name: str
+    family: str
+    paper: Paper
+    config_cls: type[RecipeConfig]
+    run_fn: RunFn
+    primary_metric: str
+    baselines: tuple[str, ...] = ()
+    summary: str = ""
+    #: overrides applied by ``--quick``: the embedded-data setting used by ``demo`` and the tests
+    quick: dict[str, Any] = field(default_factory=dict)
+    #: shown in ``polymodal demo`` (the main method of a paper, not each baseline)
+    demo: bool = False
+    #: metrics shown in report tables (all of them when empty)
+    table_metrics: tuple[str, ...] = ()
+    #: the ``metrics.jsonl`` key plotted as the training curve (e.g. ``"valid/ndcg@10"``)
+    curve_metric: str | None = None
+
+    def default_config(self) -> RecipeConfig:
+        return self.config_cls()
+
+
+_REGISTRY: dict[str, Recipe] = {}
+_UNAVAILABLE: dict[str, str] = {}
+_DISCOVERED = False
+
+
+def recipe(
+    name: str,
+    *,
+    family: str,
+    paper: Paper,
+    config: type[RecipeConfig],
+    primary_metric: str,
+    baselines: tuple[str, ...] | list[str] = (),
+    summary: str = "",
+    quick: dict[str, Any] | None = None,
+    demo: bool = False,
+    table_metrics: tuple[str, ...] | list[str] = (),
+    curve_metric: str | None = None,
+) -> Callable[[RunFn], RunFn]:
+    """Register ``fn(config, run) -> Result`` as recipe ``name`` (lower-case, hyphenated)."""
+    if name != name.lower() or "_" in name or " " in name:
+        raise ValueError(f"recipe names are lower-case and hyphenated, got {name!r}")
+    bad = set(quick or {}) - set(config.model_fields)
+    if bad:
+        raise ValueError(f"recipe {name!r}: quick overrides name unknown fields {sorted(bad)}")
+
+    def deco(fn: RunFn) -> RunFn:
+        if name in _REGISTRY and _REGISTRY[name].run_fn is not fn:
+            raise ValueError(f"recipe {name!r} registered twice")
+        _REGISTRY[name] = Recipe(
+            name=name,
+            family=family,
+            paper=paper,
+            config_cls=config,
+            run_fn=fn,
+            primary_metric=primary_metric,
+            baselines=tuple(baselines),
+            summary=summary or _first_line(fn.__doc__),
+            quick=dict(quick or {}),
+            demo=demo,
+            table_metrics=tuple(table_metrics),
+            curve_metric=curve_metric,
+        )
+        return fn
+
+    return deco
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def discover() -> None:
+    """Import every family's recipes module once."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    for fam in FAMILIES:
+        modname = f"polymodal.{fam}.recipes"
+        try:
+            importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name in (modname, f"polymodal.{fam}"):
+                continue  # family not written yet
+            _UNAVAILABLE[fam] = f"missing dependency {e.name!r} (install the '{fam}' extra)"
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            _UNAVAILABLE[fam] = str(e)
+    _DISCOVERED = True
+
+
+def all_recipes() -> list[Recipe]:
+    discover()
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    return sorted(_REGISTRY.values(), key=lambda r: (order.get(r.family, 99), r.name))
+
+
+def unavailable_families() -> dict[str, str]:
+    discover()
+    return dict(_UNAVAILABLE)
+
+
+def get_recipe(name: str) -> Recipe:
+    discover()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    alt = name.replace("_", "-").lower()
+    if alt in _REGISTRY:
+        return _REGISTRY[alt]
+    import difflib
+
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownRecipeError(f"no recipe named {name!r}.{hint} Run 'polymodal list' to see them all.")
