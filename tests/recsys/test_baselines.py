@@ -144,8 +144,10 @@ def test_simgcl_keeps_duplicates_and_sums():
 
 
 def test_propagations_per_step_declared():
-    assert SGL.propagations_per_step == 3 and SimGCL.propagations_per_step == 3
-    assert XSimGCL.propagations_per_step == 1
+    sgl = SGL(4, 3, _adj(), U, ITEMS, embedding_size=4)
+    assert sgl.propagations_per_step == 3 and SimGCL(4, 3, _adj()).propagations_per_step == 3
+    assert XSimGCL(4, 3, _adj()).propagations_per_step == 1 and LightGCN(4, 3, _adj()).propagations_per_step == 1
+    assert BPRMF(4, 3).propagations_per_step == 0
 
 
 def test_symmetric_propagation_gradient_matches_dense():

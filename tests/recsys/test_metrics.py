@@ -75,3 +75,13 @@ def test_chunking_does_not_change_values():
     b = evaluate_full_ranking(lambda u: scores[u], truth, [mask], ks=[5, 10], chunk_users=512)
     for k in a:
         assert a[k] == pytest.approx(b[k])
+
+
+def test_score_fn_returning_a_shared_view_is_not_corrupted_by_masking():
+    base = torch.arange(6, dtype=torch.float32)
+    truth = _csr([(0, 4), (1, 3)], (2, 6))
+    train = _csr([(0, 5)], (2, 6))
+    # an expanded view shares one row: in-place masking of user 0 must not leak to user 1
+    res = evaluate_full_ranking(lambda u: base.expand(len(u), -1), truth, [train], ks=[1], metrics=["hit"])
+    assert res["hit@1"] == pytest.approx(0.5)  # user 0 hits item 4; user 1's top-1 is item 5, a miss
+    assert torch.equal(base, torch.arange(6, dtype=torch.float32))

@@ -198,6 +198,9 @@ def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict
             if name != recipe.name and mine is not None and other:
                 lines.append(f"- vs {name}: {mine:.4f} vs {other:.4f} ({100 * (mine - other) / other:+.1f}%)")
         md += [f"## {recipe.name} against its baselines on {pm}", "", *lines, ""]
+    cost = _cost_table(run_dirs)
+    if cost:
+        md += ["## Training cost", "", cost, ""]
     images = []
     key = recipe.curve_metric
     if key:
@@ -218,6 +221,24 @@ def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict
     sections = [("Results (test)", markdown_table(headers, table, bold_best=best))]
     atomic_write_text(d / "report.html", markdown_to_html_page(f"{recipe.name} — {recipe.paper.cite()}", sections, images))
     return d / "report.md"
+
+
+COST_KEYS = (("seconds_per_epoch", "s/epoch"), ("propagations_per_step", "propagations/step"),
+             ("best_epoch", "best epoch"), ("epochs_run", "epochs run"))
+
+
+def _cost_table(run_dirs: dict[str, Path]) -> str:
+    """Per-method cost figures recipes report in ``result.json``'s ``extra`` (when any do)."""
+    rows = []
+    for name, rd in run_dirs.items():
+        path = Path(rd) / RESULT
+        extra = json.loads(path.read_text()).get("extra", {}) if path.is_file() else {}
+        rows.append([name, *[extra.get(k) for k, _ in COST_KEYS]])
+    keep = [i for i in range(len(COST_KEYS)) if any(r[i + 1] is not None for r in rows)]
+    if not keep:
+        return ""
+    headers = ["method", *[COST_KEYS[i][1] for i in keep]]
+    return markdown_table(headers, [[r[0], *[r[i + 1] for i in keep]] for r in rows])
 
 
 def _save(fig: Any, path: Path) -> Path:

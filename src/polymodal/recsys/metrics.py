@@ -92,7 +92,8 @@ def evaluate_full_ranking(
     for start in range(0, users.size, chunk_users):
         batch = users[start:start + chunk_users]
         with torch.no_grad():
-            scores = score_fn(torch.as_tensor(batch, dtype=torch.long, device=device)).float()
+            # a private copy: masking writes in place, and score_fn may return a view or a cached tensor
+            scores = score_fn(torch.as_tensor(batch, dtype=torch.long, device=device)).float().clone()
             if mask_sum is not None:
                 sub = mask_sum[batch].tocoo()
                 scores[torch.as_tensor(sub.row, dtype=torch.long, device=scores.device),

@@ -14,6 +14,8 @@ from polymodal.recsys.models.graph import propagate
 
 
 class LightGCN(Recommender):
+    propagations_per_step = 1
+
     def __init__(self, n_users: int, n_items: int, adj: torch.Tensor | None, embedding_size: int = 64,
                  n_layers: int = 2, reg_weight: float = 1e-4, require_pow: bool = False, layer_mean_from: int = 0):
         super().__init__(n_users, n_items)
@@ -31,7 +33,6 @@ class LightGCN(Recommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
         self.adj = adj
-        self.propagations_per_step = 1 if n_layers > 0 else 0
 
     def _apply(self, fn, recurse=True):  # move the (non-parameter) adjacency with .to(device)
         out = super()._apply(fn, recurse)
@@ -77,6 +78,8 @@ class LightGCN(Recommender):
 
 class BPRMF(LightGCN):
     """BPR-MF: matrix factorisation with BPR, i.e. LightGCN with zero propagation layers."""
+
+    propagations_per_step = 0
 
     def __init__(self, n_users: int, n_items: int, adj: torch.Tensor | None = None, embedding_size: int = 64,
                  reg_weight: float = 1e-4, require_pow: bool = False):
