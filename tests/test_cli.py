@@ -17,7 +17,7 @@ def _run(*args):
 
 
 @pytest.mark.parametrize("cmd", [[], ["list"], ["info"], ["run"], ["compare"], ["demo"], ["data"], ["data", "fetch"],
-                                 ["data", "list"]])
+                                 ["data", "list"], ["llm"], ["llm", "chat"], ["llm", "serve"]])
 def test_every_command_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])

@@ -1,4 +1,4 @@
-"""The front door: ``polymodal list | info | run | compare | demo | data``."""
+"""The front door: ``polymodal list | info | run | compare | demo | data | llm``."""
 
 from __future__ import annotations
 
@@ -53,7 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download a dataset (checksummed) into the cache")
     f.add_argument("name")
     f.add_argument("--force", action="store_true", help="download again even if cached")
+
+    p = sub.add_parser("llm", help="language-model engine: chat with a backend, or serve one over HTTP")
+    lsub = p.add_subparsers(dest="llm_command", metavar="ACTION")
+    c = lsub.add_parser("chat", help="one chat turn with a backend (checks a model or server works)")
+    c.add_argument("prompt")
+    c.add_argument("--system", help="system prompt")
+    c.add_argument("--max-tokens", type=int, default=128)
+    _add_backend_args(c)
+    v = lsub.add_parser("serve", help="serve a local model as an OpenAI-compatible /v1/chat/completions endpoint")
+    v.add_argument("--model", help="local HF model dir or .gguf (default: bundled SmolLM2-135M-Instruct)")
+    v.add_argument("--backend", choices=["transformers", "llama-cpp"], default="transformers")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--api-key-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' from clients")
     return parser
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["transformers", "openai", "llama-cpp"], default="transformers")
+    p.add_argument("--model", help="local model dir/.gguf, or the server's model name for --backend openai")
+    p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the API key (default OPENAI_API_KEY)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,8 +235,42 @@ def _print_result(result: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def cmd_llm(args: argparse.Namespace) -> int:
+    import os
+
+    from polymodal.llm import BackendConfig, make_backend
+
+    if args.llm_command == "chat":
+        backend = make_backend(BackendConfig(kind=args.backend, model=args.model, base_url=args.base_url,
+                                             api_key_env=args.api_key_env))
+        messages = ([{"role": "system", "content": args.system}] if args.system else [])
+        messages.append({"role": "user", "content": args.prompt})
+        reply = backend.chat(messages, max_tokens=args.max_tokens)
+        print(reply.text)
+        print(f"[{reply.backend} {reply.model}: {reply.prompt_tokens} prompt + {reply.completion_tokens} completion "
+              f"tokens in {reply.latency_s:.2f} s, finish={reply.finish_reason}]", file=sys.stderr)
+        return 0
+    if args.llm_command == "serve":
+        from polymodal.llm.server import ChatServer
+
+        key = None
+        if args.api_key_env:
+            key = os.environ.get(args.api_key_env)
+            if not key:
+                raise PolymodalError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+        backend = make_backend(BackendConfig(kind=args.backend, model=args.model))
+        server = ChatServer(backend, host=args.host, port=args.port, api_key=key)
+        print(f"serving {server.model_name} at {server.url}/chat/completions (Ctrl-C stops)", file=sys.stderr)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        return 0
+    raise PolymodalError("give an action: 'polymodal llm chat PROMPT' or 'polymodal llm serve'")
+
+
 COMMANDS = {"list": cmd_list, "info": cmd_info, "run": cmd_run, "compare": cmd_compare, "demo": cmd_demo,
-            "data": cmd_data}
+            "data": cmd_data, "llm": cmd_llm}
 
 if __name__ == "__main__":
     sys.exit(main())

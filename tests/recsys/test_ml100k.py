@@ -10,16 +10,16 @@ from polymodal.core.errors import DownloadError
 
 @pytest.fixture(scope="module")
 def ml100k(tmp_path_factory):
-    import os
-
     from polymodal.core.datasets import fetch_dataset
     from polymodal.recsys import datasets  # noqa: F401  (registers the dataset)
 
-    os.environ["POLYMODAL_CACHE"] = str(tmp_path_factory.mktemp("ml100k-cache"))
-    try:
-        return fetch_dataset("ml-100k-recbole") / "ml-100k"
-    except DownloadError as e:
-        pytest.skip(f"PyPI not reachable: {e}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POLYMODAL_CACHE", str(tmp_path_factory.mktemp("ml100k-cache")))
+        try:
+            path = fetch_dataset("ml-100k-recbole") / "ml-100k"
+        except DownloadError as e:
+            pytest.skip(f"PyPI not reachable: {e}")
+    return path
 
 
 def test_ml100k_loads_and_splits_like_recbole(ml100k):
