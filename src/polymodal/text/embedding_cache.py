@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,7 +26,8 @@ class EmbeddingCache:
         self.path = Path(path)
         self.model_key = model_key
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=60.0)
+        self._lock = threading.Lock()  # one connection shared by the threads that use this encoder
+        self._conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS embeddings ("
             " model TEXT NOT NULL, text_hash TEXT NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL,"
@@ -41,10 +43,11 @@ class EmbeddingCache:
         for start in range(0, len(hashes), 500):  # SQLite caps the number of bound parameters
             chunk = hashes[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT text_hash, dim, vec FROM embeddings WHERE model = ? AND text_hash IN ({marks})",
-                [self.model_key, *chunk],
-            )
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT text_hash, dim, vec FROM embeddings WHERE model = ? AND text_hash IN ({marks})",
+                    [self.model_key, *chunk],
+                ).fetchall()
             for h, dim, blob in rows:
                 vec = np.frombuffer(blob, dtype=np.float32)
                 if vec.size == dim:
@@ -56,7 +59,7 @@ class EmbeddingCache:
         for text, vec in items:
             v = np.ascontiguousarray(vec, dtype=np.float32)
             rows.append((self.model_key, text_key(text), int(v.size), v.tobytes()))
-        with self._conn:
+        with self._lock, self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
 
     def count(self) -> int:
