@@ -22,7 +22,8 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 @pytest.fixture()
 def server():
-    with ChatServer(ScriptedBackend(lambda msgs: f"echo: {msgs[-1]['content']}"), model_name="stub-model") as s:
+    with ChatServer(ScriptedBackend(lambda msgs: f"echo: {msgs[-1]['content']}"), model_name="stub-model",
+                    record_requests=True) as s:
         yield s
 
 

@@ -99,7 +99,7 @@ def start_run(recipe: Recipe, config: RecipeConfig, *, out: Path | str | None = 
 
 # ---------------------------------------------------------------------------------------- compare
 def compare_methods(recipe: Recipe, only: list[str] | None) -> list[str]:
-    methods = [recipe.name, *recipe.baselines]
+    methods = [recipe.name, *recipe.baselines] if recipe.compare_self else list(recipe.baselines)
     if not only:
         return methods
     unknown = [m for m in only if m not in methods]
@@ -190,14 +190,18 @@ def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict
     md += ["## Results (test)", "", markdown_table(headers, table, bold_best=best), ""]
     pm = recipe.primary_metric
     rows = {r["method"]: r for r in result["rows"]}
-    if recipe.name in rows and len(rows) > 1:
-        mine = rows[recipe.name]["metrics"].get(pm)
-        lines = []
-        for name, r in rows.items():
-            other = r["metrics"].get(pm)
-            if name != recipe.name and mine is not None and other:
-                lines.append(f"- vs {name}: {mine:.4f} vs {other:.4f} ({100 * (mine - other) / other:+.1f}%)")
-        md += [f"## {recipe.name} against its baselines on {pm}", "", *lines, ""]
+    pairs = list(recipe.gain_pairs) or [(recipe.name, n) for n in rows if n != recipe.name]
+    lines = []
+    for method, base in pairs:
+        if method not in rows or base not in rows:
+            continue
+        mine, other = rows[method]["metrics"].get(pm), rows[base]["metrics"].get(pm)
+        if mine is not None and other:
+            label = f"vs {base}" if method == recipe.name else f"{method} vs {base}"
+            lines.append(f"- {label}: {mine:.4f} vs {other:.4f} ({100 * (mine - other) / other:+.1f}%)")
+    if lines:
+        title = f"{recipe.name} against its baselines" if not recipe.gain_pairs else "gains"
+        md += [f"## {title} on {pm}", "", *lines, ""]
     cost = _cost_table(run_dirs)
     if cost:
         md += ["## Training cost", "", cost, ""]
@@ -212,6 +216,10 @@ def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict
         if series:
             fig = plot_curves(series, xlabel="epoch", ylabel=key, title=f"{recipe.name}: {key} during training")
             images.append(_save(fig, d / "curves.png"))
+    if recipe.report_extras is not None and len(rows) > 1:
+        extra_md, extra_images = recipe.report_extras(d, result, run_dirs)
+        md += extra_md
+        images += [Path(p) for p in extra_images]
     if len(rows) > 1:
         fig = plot_bars({n: r["metrics"].get(pm, 0.0) for n, r in rows.items()}, ylabel=pm,
                         title=f"{recipe.name}: test {pm}", highlight=recipe.name)

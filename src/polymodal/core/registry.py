@@ -72,6 +72,13 @@ class Recipe:
     table_metrics: tuple[str, ...] = ()
     #: the ``metrics.jsonl`` key plotted as the training curve (e.g. ``"valid/ndcg@10"``)
     curve_metric: str | None = None
+    #: False for a "suite" recipe whose compare rows are its baselines only (e.g. ``sg-urinit``: every
+    #: backbone with and without the init); ``run`` still runs the recipe itself
+    compare_self: bool = True
+    #: (method, baseline) pairs whose gains the compare report lists (default: the recipe vs each baseline)
+    gain_pairs: tuple[tuple[str, str], ...] = ()
+    #: extra report content: ``fn(compare_dir, result, run_dirs) -> (markdown lines, image paths)``
+    report_extras: Callable[..., tuple[list[str], list[Any]]] | None = None
 
     def default_config(self) -> RecipeConfig:
         return self.config_cls()
@@ -95,6 +102,9 @@ def recipe(
     demo: bool = False,
     table_metrics: tuple[str, ...] | list[str] = (),
     curve_metric: str | None = None,
+    compare_self: bool = True,
+    gain_pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+    report_extras: Callable[..., tuple[list[str], list[Any]]] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register ``fn(config, run) -> Result`` as recipe ``name`` (lower-case, hyphenated)."""
     if name != name.lower() or "_" in name or " " in name:
@@ -119,6 +129,9 @@ def recipe(
             demo=demo,
             table_metrics=tuple(table_metrics),
             curve_metric=curve_metric,
+            compare_self=compare_self,
+            gain_pairs=tuple(tuple(p) for p in gain_pairs),
+            report_extras=report_extras,
         )
         return fn
 

@@ -46,6 +46,7 @@ class BackendConfig(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
     n_ctx: int = Field(4096, ge=256, description="llama-cpp context window")
+    n_threads: int | None = Field(None, ge=1, description="llama-cpp threads (None: all cores)")
 
 
 def make_backend(config: BackendConfig | dict | None = None) -> ChatBackend:
@@ -60,4 +61,4 @@ def make_backend(config: BackendConfig | dict | None = None) -> ChatBackend:
                                        timeout=cfg.timeout, max_retries=cfg.max_retries)
     from polymodal.llm.llamacpp_backend import LlamaCppBackend
 
-    return LlamaCppBackend(cfg.model, n_ctx=cfg.n_ctx)
+    return LlamaCppBackend(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads)

@@ -44,7 +44,8 @@ class LlamaCppBackend:
         self.model_name = path.stem
         self.name = name or "llama-cpp"
         self.n_ctx = int(n_ctx)
-        self.llm = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=n_threads or os.cpu_count(),
+        threads = n_threads or os.cpu_count()
+        self.llm = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=threads, n_threads_batch=threads,
                          seed=seed, verbose=False)
 
     def _tokens(self, text: str, *, special: bool) -> list[int]:

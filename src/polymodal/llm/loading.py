@@ -10,8 +10,10 @@ Any local Hugging Face model directory, or any other ``.gguf`` file, works too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -87,18 +89,10 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     require("gguf", "pip install gguf")
     t0 = time.perf_counter()
     quiet = os.environ.get("POLYMODAL_PROGRESS", "1") in ("0", "false", "no")
-    saved = os.environ.get("TQDM_DISABLE")
-    if quiet:  # the GGUF dequantiser draws its own tqdm bar
-        os.environ["TQDM_DISABLE"] = "1"
-    try:
+    # The GGUF dequantiser draws its own tqdm bar on stderr (TQDM_DISABLE is read only when tqdm is imported).
+    with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    finally:
-        if quiet:
-            if saved is None:
-                os.environ.pop("TQDM_DISABLE", None)
-            else:
-                os.environ["TQDM_DISABLE"] = saved
     # save_pretrained refuses "quantized with gguf" models; the weights are already dequantised fp32 tensors.
     if hasattr(model, "hf_quantizer"):
         del model.hf_quantizer

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,13 +36,17 @@ class ChatServer:
     """``with ChatServer(backend) as server: OpenAICompatibleBackend(server.url, model=server.model_name)``."""
 
     def __init__(self, backend: ChatBackend, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 model_name: str | None = None):
+                 model_name: str | None = None, record_requests: bool = False):
         self.backend = backend
         self.model_name = model_name or getattr(backend, "model_name", None) or backend.name
         self.api_key = api_key
         self.faults: deque[Fault] = deque()
-        self.requests: list[dict] = []  # path, headers, body of every request received
-        self._lock = threading.Lock()
+        # path, headers (incl. Authorization) and body of the last 1000 requests: for tests only, off by default
+        self.record_requests = record_requests
+        self.requests: deque[dict] = deque(maxlen=1000)
+        # Every model call runs on this one worker thread: a fresh torch thread per request would start a new
+        # OpenMP team each time (measured ~2x slower decoding when the caller's thread already ran torch).
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polymodal-chat-model")
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -64,6 +69,7 @@ class ChatServer:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> ChatServer:
         return self.start()
@@ -128,7 +134,8 @@ class ChatServer:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
                     body = None
-                server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if server.record_requests:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 fault = server.faults.popleft() if server.faults else None
                 if fault is not None and fault.delay:
                     time.sleep(fault.delay)
@@ -148,8 +155,7 @@ class ChatServer:
                 if not isinstance(body, dict):
                     self._send(400, {"error": {"message": "the request body is not a JSON object"}})
                     return
-                with server._lock:
-                    status, payload = server._completion(body)
+                status, payload = server._worker.submit(server._completion, body).result()
                 self._send(status, payload)
 
         return Handler

@@ -86,9 +86,13 @@ class TransformersBackend:
         with torch.inference_mode():
             out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
         new = out[0, len(ids):].tolist()
-        text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
         ended = bool(new) and new[-1] == self.tokenizer.eos_token_id
-        finish = "stop" if (stopped or ended or len(new) < max_tokens) else "length"
+        finish = "stop" if (ended or len(new) < max_tokens) else "length"
+        if ended:  # count generated text tokens only, as the llama-cpp backend does
+            new = new[:-1]
+        text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
+        if stopped:
+            finish = "stop"
         return ChatReply(text=text.strip(), prompt_tokens=len(ids), completion_tokens=len(new),
                          latency_s=time.perf_counter() - t0, finish_reason=finish, model=str(self.model_name),
                          backend=self.name)

@@ -21,6 +21,7 @@ class RawInteractions:
 
     ``user_tokens[k]`` / ``item_tokens[k]`` give the raw token of contiguous id ``k``.
     ``x_label`` (0 train, 1 valid, 2 test) is kept when a file carries a fixed split (MMRec).
+    ``item_texts[k]`` is the raw text behind item ``k``'s text features, when a builder keeps it.
     """
 
     users: np.ndarray
@@ -34,6 +35,7 @@ class RawInteractions:
     x_label: np.ndarray | None = None
     item_features: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = "<memory>"
+    item_texts: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -41,7 +43,10 @@ class RawInteractions:
 
 @dataclass
 class InteractionData:
-    """Split implicit-feedback data: ``train``/``valid``/``test`` are int64 arrays of (user, item) rows."""
+    """Split implicit-feedback data: ``train``/``valid``/``test`` are int64 arrays of (user, item) rows.
+
+    ``item_texts`` (optional) holds the raw text of each item, aligned with the item ids.
+    """
 
     n_users: int
     n_items: int
@@ -52,6 +57,7 @@ class InteractionData:
     item_tokens: list[str] | None = None
     item_features: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = "data"
+    item_texts: list[str] | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "valid", "test"):

@@ -43,12 +43,16 @@ class RecsysConfig(RecipeConfig):
     embedding_size: int = Field(64, ge=1)
     eval_chunk_users: int = Field(512, ge=1)
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    multimodal: bool = Field(False, description="load item features: synthetic multimodal (texts + visual), "
+                             "'ml-100k-side' (titles + genres) or an MMRec folder")
+    text_mode: Literal["sentence", "hash"] = Field("sentence", description="synthetic item texts: MiniLM or hashed")
+    cold_item_frac: float = Field(0.0, ge=0, lt=1, description="share of items made cold (0: no cold-start test)")
 
     @classmethod
     def protocol_fields(cls) -> tuple[str, ...]:
         return (*super().protocol_fields(), "split", "min_rating", "user_core", "item_core", "synth_users",
                 "synth_items", "epochs", "batch_size", "lr", "patience", "warm_up_epochs", "valid_metric", "ks",
-                "embedding_size", "eval_chunk_users", "threads")
+                "embedding_size", "eval_chunk_users", "threads", "multimodal", "text_mode", "cold_item_frac")
 
 
 class MFConfig(RecsysConfig):
@@ -119,7 +123,21 @@ def _settings(cfg: RecsysConfig, device: str, data: InteractionData) -> TrainSet
                          seed=cfg.seed, device=device)
 
 
-def _train_and_report(name: str, cfg: RecsysConfig, run: Run, build) -> Result:
+def load_recipe_data(cfg: RecsysConfig) -> InteractionData:
+    """The data a recsys recipe trains on: ID-only (``resolve_data``) or with item features (``multimodal``)."""
+    if cfg.multimodal:
+        from polymodal.recsys.datasource import resolve_multimodal_data
+
+        return resolve_multimodal_data(cfg.data, split=cfg.split, seed=cfg.seed, synth_users=cfg.synth_users,
+                                       synth_items=cfg.synth_items, text_mode=cfg.text_mode)
+    return resolve_data(cfg.data, split=cfg.split, seed=cfg.seed, min_rating=cfg.min_rating,
+                        user_core=cfg.user_core, item_core=cfg.item_core, synth_users=cfg.synth_users,
+                        synth_items=cfg.synth_items)
+
+
+def _train_and_report(name: str, cfg: RecsysConfig, run: Run, build, init=None) -> Result:
+    """Load data, build the model, optionally initialise it (``init(model, data) -> dict`` of extras), train,
+    evaluate on test and, with ``cold_item_frac > 0``, on the held-out cold items."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.valid_metric.split("@")[1] not in {str(k) for k in cfg.ks}:
@@ -127,19 +145,35 @@ def _train_and_report(name: str, cfg: RecsysConfig, run: Run, build) -> Result:
 
         raise ConfigError(f"field 'valid_metric': {cfg.valid_metric} needs its K in field 'ks' {list(cfg.ks)}")
     device = resolve_device(cfg.device)
-    data = resolve_data(cfg.data, split=cfg.split, seed=cfg.seed, min_rating=cfg.min_rating,
-                        user_core=cfg.user_core, item_core=cfg.item_core, synth_users=cfg.synth_users,
-                        synth_items=cfg.synth_items)
+    data = load_recipe_data(cfg)
+    cold = None
+    if cfg.cold_item_frac > 0:
+        from polymodal.recsys.coldstart import split_cold_items
+
+        data, cold = split_cold_items(data, cfg.cold_item_frac, seed=cfg.seed)
+        data.validate()
     run.write_json("data.json", data.summary())
     torch.manual_seed(cfg.seed)
     adj = normalized_adjacency(data.train[:, 0], data.train[:, 1], data.n_users, data.n_items)
     model = build(data, adj)
+    extra: dict = {}
+    if init is not None:
+        extra.update(init(model, data))
     res = train(model, data, _settings(cfg, device, data), run, label=name)
-    return Result(metrics=res.test, train_seconds=res.train_seconds,
+    metrics = dict(res.test)
+    if cold is not None:
+        from polymodal.recsys.coldstart import evaluate_cold
+
+        cold_metrics = evaluate_cold(model, cold, data.n_users, tuple(cfg.ks), device=device,
+                                     chunk_users=cfg.eval_chunk_users)
+        metrics.update({f"cold/{k}": v for k, v in cold_metrics.items()})
+        extra["cold_items"] = int(cold.items.size)
+        extra["cold_interactions"] = int(len(cold.pairs))
+    return Result(metrics=metrics, train_seconds=res.train_seconds,
                   extra={"best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
                          "seconds_per_epoch": res.seconds_per_epoch, "best_valid": res.best_valid,
                          "propagations_per_step": model.propagations_per_step, "data": data.summary(),
-                         "device": device})
+                         "device": device, **extra})
 
 
 _COMMON = dict(family="recsys", primary_metric="ndcg@20", quick=QUICK, table_metrics=TABLE,
@@ -194,3 +228,6 @@ def run_xsimgcl(cfg: XSimGCLConfig, run: Run) -> Result:
     return _train_and_report("xsimgcl", cfg, run, lambda d, adj: XSimGCL(
         d.n_users, d.n_items, adj, cfg.embedding_size, cfg.n_layers, cfg.reg_weight, cfg.cl_weight, cfg.eps,
         cfg.cl_temp, cfg.layer_cl, cfg.require_pow))
+
+
+from polymodal.recsys import mm_recipes as _mm_recipes  # noqa: E402,F401  (registers sg-urinit and backbones)

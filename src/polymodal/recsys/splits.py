@@ -44,8 +44,8 @@ def apply_filters(
 
     Surviving users and items are renumbered ``0..n-1`` keeping their previous relative order (so a
     first-appearance order from the loader is preserved). ``user_tokens``, ``item_tokens``, ``item_features``
-    rows, ``ratings``, ``timestamps`` and ``x_label`` are subset consistently. With no filter requested the
-    input is returned unchanged.
+    rows, ``item_texts``, ``ratings``, ``timestamps`` and ``x_label`` are subset consistently. With no filter
+    requested the input is returned unchanged.
     """
     if user_core < 0 or item_core < 0:
         raise ConfigError(
@@ -105,6 +105,7 @@ def _subset(raw: RawInteractions, keep: np.ndarray) -> RawInteractions:
         x_label=sub(raw.x_label),
         item_features={m: np.asarray(f)[i_old] for m, f in raw.item_features.items()},
         source=raw.source,
+        item_texts=None if raw.item_texts is None else [raw.item_texts[k] for k in i_old],
     )
     # side information keyed by raw token (loaders attach it; see loaders.load_recbole_atomic)
     for attr in ("item_info", "user_info"):
@@ -206,6 +207,7 @@ def _build(raw: RawInteractions, rows: np.ndarray, split: np.ndarray, name: str)
         item_tokens=raw.item_tokens,
         item_features=dict(raw.item_features),
         name=name,
+        item_texts=None if raw.item_texts is None else list(raw.item_texts),
     )
 
 
