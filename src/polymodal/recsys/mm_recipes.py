@@ -214,13 +214,9 @@ def _epochs_to(values: list[float], threshold: float) -> int | None:
     return None
 
 
-def suite_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[list[str], list[Path]]:
-    """The per-backbone table (gain, epochs to best / to 95% of the random init's best, cold items) and the
-    convergence plot (validation NDCG@10 per epoch, both inits, one panel per backbone)."""
-    import matplotlib.pyplot as plt
-
-    from polymodal.core.report import markdown_table
-
+def suite_rows(result: dict, run_dirs: dict[str, Path]) -> list[dict[str, Any]]:
+    """Per backbone: test NDCG@20 / Recall@20 with both inits, the relative gain, 1-based best epochs, epochs
+    until validation NDCG@10 first reaches 95% of the random init's best, cold-item NDCG@20 and init seconds."""
     rows = {r["method"]: r for r in result["rows"]}
     key = "valid/ndcg@10"
     curves, extras = {}, {}
@@ -228,39 +224,56 @@ def suite_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[list
         curves[name] = [m[key] for m in Run(rd, name, {}).read_metrics() if key in m]
         path = Path(rd) / "result.json"
         extras[name] = json.loads(path.read_text()).get("extra", {}) if path.is_file() else {}
-    table = []
-    present = [b for b in BACKBONES if b in rows and f"{b}+sg-urinit" in rows]
-    for b in present:
-        plain, ur = rows[b]["metrics"], rows[f"{b}+sg-urinit"]["metrics"]
-        best_plain = max(curves[b]) if curves.get(b) else None
-        thr = 0.95 * best_plain if best_plain else None
-        gain = 100 * (ur["ndcg@20"] - plain["ndcg@20"]) / plain["ndcg@20"] if plain.get("ndcg@20") else float("nan")
-        table.append([b, plain.get("ndcg@20"), ur.get("ndcg@20"), f"{gain:+.1f}%",
-                      extras[b].get("best_epoch", -1) + 1, extras[f"{b}+sg-urinit"].get("best_epoch", -1) + 1,
-                      _epochs_to(curves.get(b, []), thr) if thr else None,
-                      _epochs_to(curves.get(f"{b}+sg-urinit", []), thr) if thr else None,
-                      plain.get("cold/ndcg@20"), ur.get("cold/ndcg@20"),
-                      extras[f"{b}+sg-urinit"].get("init_seconds")])
-    if not table:
+    out = []
+    for b in BACKBONES:
+        ur_name = f"{b}+sg-urinit"
+        if b not in rows or ur_name not in rows:
+            continue
+        plain, ur = rows[b]["metrics"], rows[ur_name]["metrics"]
+        thr = 0.95 * max(curves[b]) if curves.get(b) else None
+        out.append({
+            "backbone": b, "ndcg@20": plain.get("ndcg@20"), "ndcg@20_sg": ur.get("ndcg@20"),
+            "recall@20": plain.get("recall@20"), "recall@20_sg": ur.get("recall@20"),
+            "gain_pct": 100 * (ur["ndcg@20"] - plain["ndcg@20"]) / plain["ndcg@20"] if plain.get("ndcg@20") else None,
+            "best_epoch": extras[b].get("best_epoch", -1) + 1, "best_epoch_sg": extras[ur_name].get("best_epoch", -1) + 1,
+            "epochs_to_95": _epochs_to(curves.get(b, []), thr) if thr else None,
+            "epochs_to_95_sg": _epochs_to(curves.get(ur_name, []), thr) if thr else None,
+            "cold_ndcg@20": plain.get("cold/ndcg@20"), "cold_ndcg@20_sg": ur.get("cold/ndcg@20"),
+            "init_seconds": extras[ur_name].get("init_seconds"),
+            "curve": curves.get(b, []), "curve_sg": curves.get(ur_name, []),
+        })
+    return out
+
+
+def suite_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[list[str], list[Path]]:
+    """The per-backbone table of :func:`suite_rows` and the convergence plot (validation NDCG@10 per epoch,
+    both inits, one panel per backbone)."""
+    import matplotlib.pyplot as plt
+
+    from polymodal.core.execute import _save
+    from polymodal.core.report import markdown_table
+
+    rows = suite_rows(result, run_dirs)
+    if not rows:
         return [], []
     headers = ["backbone", "N@20 random", "N@20 SG-URInit", "gain", "best epoch random", "best epoch SG",
                "epochs to 95% random", "epochs to 95% SG", "cold N@20 random", "cold N@20 SG", "init s"]
+    table = [[r["backbone"], r["ndcg@20"], r["ndcg@20_sg"], f"{r['gain_pct']:+.1f}%", r["best_epoch"],
+              r["best_epoch_sg"], r["epochs_to_95"], r["epochs_to_95_sg"], r["cold_ndcg@20"], r["cold_ndcg@20_sg"],
+              r["init_seconds"]] for r in rows]
     md = ["## SG-URInit on each backbone", "",
           "Epochs are 1-based counts; \"epochs to 95%\" = epochs until validation NDCG@10 first reaches 95% of the "
           "random init's best.", "", markdown_table(headers, table), ""]
-    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3.0), sharey=True, squeeze=False)
-    for ax, b in zip(axes[0], present, strict=True):
-        for name, style in ((b, "-"), (f"{b}+sg-urinit", "--")):
-            ys = curves.get(name, [])
-            ax.plot(np.arange(1, len(ys) + 1), ys, style, label="random" if name == b else "SG-URInit")
-        ax.set_title(b)
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.0), sharey=True, squeeze=False)
+    for ax, r in zip(axes[0], rows, strict=True):
+        for ys, style, label in ((r["curve"], "-", "random"), (r["curve_sg"], "--", "SG-URInit")):
+            ax.plot(np.arange(1, len(ys) + 1), ys, style, label=label)
+        ax.set_title(r["backbone"])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(key)
+    axes[0][0].set_ylabel("valid/ndcg@10")
     axes[0][0].legend(fontsize=8)
     fig.suptitle("validation NDCG@10 per epoch: random init vs SG-URInit", y=1.05)
-    from polymodal.core.execute import _save
-
     return md, [_save(fig, d / "convergence.png")]
 
 
