@@ -1,6 +1,5 @@
 """FREEDOM checks of spec 5.4: kNN graph, S mix, degree-sensitive pruning, eval graph, loss, SG-URInit target."""
 
-import io
 from itertools import combinations
 
 import numpy as np
@@ -10,11 +9,9 @@ from scipy.stats import chisquare
 
 from polymodal.core.errors import ConfigError
 from polymodal.recsys.models import FREEDOM
-from polymodal.recsys.models.base import Recommender
 from polymodal.recsys.models.freedom import knn_graph
 from polymodal.recsys.models.user_init import user_init_targets, xavier_uniform_std
 from polymodal.recsys.synthetic import make_synthetic
-from polymodal.recsys.train import TrainSettings, evaluate, train
 
 # 4 items in 2-d: cos(0,1)=.894, cos(1,2)=.447, cos(0,2)=cos(2,3)=0, cos(0,3)=-1, cos(1,3)=-.894
 IMG = np.array([[1.0, 0.0], [1.0, 0.5], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
@@ -24,12 +21,7 @@ U = np.array([0, 0, 1, 1, 2])
 ITEMS = np.array([0, 1, 0, 2, 0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny matrices: more threads only add contention on the shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _np(t):
@@ -198,35 +190,3 @@ def test_user_init_target():
     assert wide.projection is None  # T_m does not reach the user width: the initialiser falls back to PCA
 
 
-class _RandomScores(Recommender):
-    def __init__(self, n_users, n_items):
-        super().__init__(n_users, n_items)
-        self.table = torch.rand(n_users, n_items, generator=torch.Generator().manual_seed(0))
-
-    def full_sort_scores(self, users):
-        return self.table[users]
-
-
-def test_trains_beats_random_and_checkpoint_round_trip():
-    data = make_synthetic(n_users=120, n_items=150, seed=0)
-
-    def build():
-        return FREEDOM(data.n_users, data.n_items, data.train[:, 0], data.train[:, 1], data.item_features)
-
-    torch.manual_seed(0)
-    m = build()
-    s = TrainSettings(epochs=5, batch_size=512, lr=5e-3, quiet=True)
-    res = train(m, data, s)
-    assert all(np.isfinite(h["loss"]) for h in res.history)
-    rand = evaluate(_RandomScores(data.n_users, data.n_items), data, "valid", s)["ndcg@10"]
-    assert res.best_valid["ndcg@10"] > 2 * rand
-    buf = io.BytesIO()
-    torch.save(m.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    m2 = build()
-    m2.load_state_dict(torch.load(buf))
-    m.eval()
-    m2.eval()
-    users = torch.arange(data.n_users)
-    assert torch.equal(m.full_sort_scores(users), m2.full_sort_scores(users))

@@ -1,17 +1,12 @@
 """MMGCN (MMRec computation): mean aggregation, one layer by hand, loss parts, SG-URInit targets, training."""
 
-import io
 
 import numpy as np
 import pytest
 import torch
 
-from polymodal.recsys.metrics import evaluate_full_ranking
 from polymodal.recsys.models import MMGCN
 from polymodal.recsys.models.user_init import user_init_targets, xavier_uniform_std
-from polymodal.recsys.synthetic import make_synthetic
-from polymodal.recsys.train import TrainSettings, train
-from polymodal.recsys.urinit import SGURInit
 
 # 3 users x 4 items; item 3 has no training edge (cold)
 U = np.array([0, 0, 1, 2, 2])
@@ -19,12 +14,7 @@ ITEMS = np.array([0, 1, 1, 0, 2])
 N_USERS, N_ITEMS = 3, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny graphs: more threads only add contention on the shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _features(seed=0):
@@ -167,37 +157,3 @@ def test_cold_items_get_finite_scores():
     assert scores.shape == (N_USERS, N_ITEMS) and torch.isfinite(scores).all()
 
 
-def _random_ndcg(data, seeds=3):
-    gen = torch.Generator().manual_seed(0)
-    vals = [evaluate_full_ranking(lambda u: torch.rand(len(u), data.n_items, generator=gen), data.valid_csr,
-                                  [data.train_csr], (10,), ("ndcg",))["ndcg@10"] for _ in range(seeds)]
-    return float(np.mean(vals))
-
-
-def test_trains_beats_random_and_checkpoint_round_trip():
-    data = make_synthetic(n_users=120, n_items=150, seed=0)
-    torch.manual_seed(0)
-    m = MMGCN(data.n_users, data.n_items, data.item_features, data.train[:, 0], data.train[:, 1])
-    res = train(m, data, TrainSettings(epochs=5, batch_size=512, lr=5e-3, quiet=True))
-    assert all(np.isfinite(h["loss"]) for h in res.history)
-    assert res.best_valid["ndcg@10"] > 1.5 * _random_ndcg(data)
-    buf = io.BytesIO()
-    torch.save(m.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    m2 = MMGCN(data.n_users, data.n_items, data.item_features, data.train[:, 0], data.train[:, 1])
-    m2.load_state_dict(torch.load(buf))
-    users = torch.arange(data.n_users)
-    assert torch.equal(m.eval().full_sort_scores(users), m2.eval().full_sort_scores(users))
-
-
-def test_sg_urinit_overwrites_only_the_user_tables():
-    data = make_synthetic(n_users=120, n_items=150, seed=0)
-    torch.manual_seed(0)
-    m = MMGCN(data.n_users, data.n_items, data.item_features, data.train[:, 0], data.train[:, 1])
-    before = {k: v.clone() for k, v in m.state_dict().items()}
-    SGURInit(n_clusters=4, seed=0).apply(m, data)
-    after = m.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"gcn.image.preference", "gcn.text.preference"}
-    assert all(torch.isfinite(v).all() for v in after.values())

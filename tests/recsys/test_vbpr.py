@@ -1,6 +1,5 @@
 """VBPR checks of spec 5.4: item vector = [ID | Linear(features)], user width 2d, loss, SG-URInit targets."""
 
-import io
 
 import numpy as np
 import pytest
@@ -8,21 +7,13 @@ import torch
 
 from polymodal.core.errors import ConfigError
 from polymodal.recsys.models import VBPR
-from polymodal.recsys.models.base import Recommender
 from polymodal.recsys.models.user_init import user_init_targets, xavier_uniform_std
-from polymodal.recsys.synthetic import make_synthetic
-from polymodal.recsys.train import TrainSettings, evaluate, train
 
 RNG = np.random.default_rng(0)
 FEATS = {"image": RNG.normal(size=(5, 3)).astype(np.float32), "text": RNG.normal(size=(5, 4)).astype(np.float32)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny matrices: more threads only add contention on the shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _np(t):
@@ -87,34 +78,3 @@ def test_user_init_targets():
         targets[0].projection({"image": h["image"]})
 
 
-class _RandomScores(Recommender):
-    def __init__(self, n_users, n_items):
-        super().__init__(n_users, n_items)
-        self.table = torch.rand(n_users, n_items, generator=torch.Generator().manual_seed(0))
-
-    def full_sort_scores(self, users):
-        return self.table[users]
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_synthetic(n_users=120, n_items=150, seed=0)
-
-
-def test_trains_beats_random_and_checkpoint_round_trip(data):
-    torch.manual_seed(0)
-    m = VBPR(data.n_users, data.n_items, data.item_features)
-    s = TrainSettings(epochs=5, batch_size=512, lr=5e-3, quiet=True)
-    res = train(m, data, s)
-    rand = evaluate(_RandomScores(data.n_users, data.n_items), data, "valid", s)["ndcg@10"]
-    assert res.best_valid["ndcg@10"] > 2 * rand
-    buf = io.BytesIO()
-    torch.save(m.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    m2 = VBPR(data.n_users, data.n_items, data.item_features)
-    m2.load_state_dict(torch.load(buf))
-    m.eval()
-    m2.eval()
-    users = torch.arange(data.n_users)
-    assert torch.equal(m.full_sort_scores(users), m2.full_sort_scores(users))

@@ -55,6 +55,16 @@ class Recommender(nn.Module):
         return (u[users] * i[items]).sum(-1)
 
 
+def item_feature_matrix(item_features, modality: str, n_items: int, model: str) -> np.ndarray:
+    """``item_features[modality]`` as float32 (n_items, d); a misaligned matrix is a ConfigError naming both."""
+    from polymodal.core.errors import ConfigError
+
+    x = np.asarray(item_features[modality], dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != n_items:
+        raise ConfigError(f"{model}: item_features[{modality!r}] has shape {x.shape}, expected ({n_items}, d)")
+    return x
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """RecBole ``BPRLoss``: −log(1e−10 + σ(s⁺ − s⁻)), mean (default) or sum over the batch."""
     loss = -torch.log(1e-10 + torch.sigmoid(pos_scores - neg_scores))

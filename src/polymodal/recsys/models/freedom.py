@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.recsys.models.base import Recommender
+from polymodal.recsys.models.base import Recommender, item_feature_matrix
 from polymodal.recsys.models.graph import normalized_adjacency, propagate, scipy_to_torch_csr
 from polymodal.recsys.models.user_init import UserInitTarget, xavier_uniform_std
 
@@ -124,9 +124,7 @@ class FREEDOM(Recommender):
         # frozen item-item graph S and its transpose (for the backward pass)
         s = None
         for m in self.modalities:
-            x = np.asarray(item_features[m], dtype=np.float32)
-            if x.ndim != 2 or x.shape[0] != n_items:
-                raise ConfigError(f"FREEDOM: item_features[{m!r}] has shape {x.shape}, expected ({n_items}, d)")
+            x = item_feature_matrix(item_features, m, n_items, "FREEDOM")
             g = self.modality_weights[m] * knn_graph(x, knn_k)
             s = g if s is None else s + g
         s = sp.csr_matrix(s, dtype=np.float32)

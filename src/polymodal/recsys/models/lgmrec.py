@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.recsys.models.base import Recommender, emb_loss, info_nce_indexed
+from polymodal.recsys.models.base import Recommender, emb_loss, info_nce_indexed, item_feature_matrix
 from polymodal.recsys.models.graph import normalized_adjacency, propagate, scipy_to_torch_csr
 from polymodal.recsys.models.mmgcn import _check_modality_names
 from polymodal.recsys.models.user_init import UserInitTarget, xavier_uniform_std
@@ -98,10 +98,7 @@ class LGMRec(Recommender):
         self.item_trs = nn.ParameterDict()  # W_m: d_m × d, no bias
         self.hyper = nn.ParameterDict()  # H_m: d_m × hyper_num
         for m, x in item_features.items():
-            x = np.asarray(x, dtype=np.float32)
-            if x.ndim != 2 or x.shape[0] != n_items:
-                raise ConfigError(f"field 'item_features': {m!r} has shape {x.shape}, "
-                                  f"expected ({n_items}, d)")
+            x = item_feature_matrix(item_features, m, n_items, "LGMRec")
             self.register_buffer(f"feat_{m}", torch.from_numpy(x.copy()), persistent=False)
             self.item_trs[m] = nn.Parameter(nn.init.xavier_uniform_(torch.empty(x.shape[1], feat_embed_dim)))
             self.hyper[m] = nn.Parameter(nn.init.xavier_uniform_(torch.empty(x.shape[1], hyper_num)))

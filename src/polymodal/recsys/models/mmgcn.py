@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.recsys.models.base import Recommender
+from polymodal.recsys.models.base import Recommender, item_feature_matrix
 from polymodal.recsys.models.graph import normalized_adjacency, propagate
 from polymodal.recsys.models.user_init import UserInitTarget, xavier_uniform_std
 
@@ -136,10 +136,7 @@ class MMGCN(Recommender):
         trainable = not mmrec_frozen_tables
 
         for m, x in item_features.items():
-            x = np.asarray(x, dtype=np.float32)
-            if x.ndim != 2 or x.shape[0] != n_items:
-                raise ConfigError(f"field 'item_features': {m!r} has shape {x.shape}, "
-                                  f"expected ({n_items}, d)")
+            x = item_feature_matrix(item_features, m, n_items, "MMGCN")
             self.register_buffer(f"feat_{m}", torch.from_numpy(x.copy()), persistent=False)
 
         # MMRec: one xavier_normal_ (n_users + n_items, d) ID table; split into user / item rows here

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.recsys.models.base import Recommender, bpr_loss, emb_loss
+from polymodal.recsys.models.base import Recommender, bpr_loss, emb_loss, item_feature_matrix
 from polymodal.recsys.models.user_init import UserInitTarget, xavier_uniform_std
 
 #: MMRec's concatenation order for VBPR's raw item features; other modalities follow in sorted order
@@ -52,10 +52,7 @@ class VBPR(Recommender):
         self.modality_order = modality_order(names)
         feats = []
         for m in self.modality_order:
-            x = np.asarray(item_features[m], dtype=np.float32)
-            if x.ndim != 2 or x.shape[0] != n_items:
-                raise ConfigError(f"VBPR: item_features[{m!r}] has shape {x.shape}, expected ({n_items}, d)")
-            feats.append(x)
+            feats.append(item_feature_matrix(item_features, m, n_items, "VBPR"))
         self.feature_dims = {m: int(x.shape[1]) for m, x in zip(self.modality_order, feats, strict=True)}
         self.embedding_size = embedding_size
         self.reg_weight = reg_weight
