@@ -139,3 +139,13 @@ def test_bad_settings_are_config_errors():
         OpenAICompatibleBackend("localhost:8000", model="m")
     with pytest.raises(ConfigError, match="model"):
         OpenAICompatibleBackend("http://x/v1", model="")
+
+
+def test_a_backend_crash_becomes_a_500_not_a_dropped_connection():
+    def crash(messages):
+        raise RuntimeError("CUDA out of memory")
+
+    with ChatServer(ScriptedBackend(crash)) as s:
+        b = OpenAICompatibleBackend(s.url, model="m", max_retries=1, sleep=lambda _: None)
+        with pytest.raises(BackendHTTPError, match="HTTP 500 after 2 attempt.*CUDA out of memory"):
+            b.chat(HELLO)

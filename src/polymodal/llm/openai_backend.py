@@ -8,6 +8,7 @@ fail at once. Every failure ends in one of the exceptions of :mod:`polymodal.llm
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -128,7 +129,7 @@ class OpenAICompatibleBackend:
                         "is it running, and is base_url right (usually ending in /v1)?"
                     )
                 continue
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, http.client.HTTPException) as exc:
                 last = BackendUnreachableError(f"{self.url}: connection failed after {attempt + 1} attempt(s) ({exc})")
                 continue
             return self._parse_json(body)

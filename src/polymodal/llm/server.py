@@ -90,6 +90,8 @@ class ChatServer:
                                    "type": "invalid_request_error", "code": "context_length_exceeded"}}
         except (ConfigError, TypeError, ValueError) as exc:
             return 400, {"error": {"message": str(exc), "type": "invalid_request_error"}}
+        except Exception as exc:  # the model failed: answer 500 rather than dropping the connection
+            return 500, {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "server_error"}}
         return 200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model_name,
