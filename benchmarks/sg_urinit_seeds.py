@@ -43,9 +43,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-quick", action="store_true", help="full budget instead of the quick setting")
+    ap.add_argument("--label", help="name of this setting's folders under .bench/sg-urinit (default: the data)")
     args = ap.parse_args()
     recipe = get_recipe("sg-urinit")
-    label = args.data or "synthetic"
+    label = args.label or args.data or "synthetic"
     overrides = parse_overrides(args.overrides)
     per_seed = {}
     for seed in args.seeds:

@@ -1,0 +1,1 @@
+"""Federated learning family: engine, partitions, robust aggregation, attacks, algorithms."""
