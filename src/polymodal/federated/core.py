@@ -1,0 +1,285 @@
+"""In-process federated simulator: clients, strategies, rounds, robustness, checkpoints (spec section 1.1).
+
+A round: sample clients (seeded by (seed, round)) -> ``strategy.configure_fit`` (what clients download and how
+they train) -> each sampled client's ``fit`` (seeded by (seed, round, client), so results do not depend on the
+order clients run in) -> failures, late replies and non-finite updates are dropped and recorded -> Byzantine
+clients' uploads are replaced by the attack -> ``strategy.aggregate_fit`` -> optional evaluation -> metrics into
+the run folder and a checkpoint, so ``resume`` continues exactly where a killed run stopped.
+
+Models travel as flat float32 vectors (``parameters_to_vector`` order), which is what robust aggregators and
+attacks operate on, and what the Flower adapter ships as one array.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from polymodal.core.errors import ConfigError
+from polymodal.core.runs import Run
+from polymodal.federated.attacks import apply_attack
+
+
+# ---------------------------------------------------------------------------------------------- interfaces
+@dataclass
+class FitResult:
+    """A client's reply: a flat vector (parameters, delta or gradient, as configured), its sample count, metrics."""
+
+    vector: torch.Tensor
+    num_examples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Client(Protocol):
+    cid: int
+    num_examples: int
+
+    def fit(self, download: torch.Tensor, config: dict[str, Any], rng: np.random.Generator) -> FitResult: ...
+
+
+class Strategy(Protocol):
+    """Server logic: what to send, how to combine the replies. ``state_dict`` holds everything a resume needs."""
+
+    name: str
+
+    def initialize(self, params: torch.Tensor) -> None: ...
+
+    def configure_fit(self, rnd: int, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]: ...
+
+    def aggregate_fit(self, rnd: int, params: torch.Tensor,
+                      results: list[tuple[int, FitResult]]) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- clients
+def get_vector(model: nn.Module) -> torch.Tensor:
+    return nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+
+
+def set_vector(model: nn.Module, vec: torch.Tensor) -> None:
+    with torch.no_grad():
+        nn.utils.vector_to_parameters(vec.to(next(model.parameters()).device), model.parameters())
+
+
+class TorchClient:
+    """A client holding (x, y) and training a copy of the shared architecture with SGD.
+
+    ``config`` keys (set by the strategy): ``mode`` = "params" (return the trained parameters), "delta"
+    (download − trained) or "gradient" (one minibatch gradient at the download, no step); ``local_steps``,
+    ``local_epochs`` (used when local_steps is 0), ``lr``, ``batch_size``, ``prox_mu`` (FedProx term).
+    """
+
+    def __init__(self, cid: int, model_fn: Callable[[], nn.Module], x: np.ndarray, y: np.ndarray, *,
+                 device: str = "cpu"):
+        if len(x) != len(y) or len(x) == 0:
+            raise ConfigError(f"client {cid}: needs a non-empty (x, y) of equal length, got {len(x)} and {len(y)}")
+        self.cid = int(cid)
+        self.x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+        self.num_examples = len(self.y)
+        self.device = device
+        self._model_fn = model_fn
+        self._model: nn.Module | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = self._model_fn().to(self.device)
+        return self._model
+
+    def _batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = rng.choice(self.num_examples, size=min(batch_size, self.num_examples), replace=False)
+        return self.x[idx].to(self.device), self.y[idx].to(self.device)
+
+    def fit(self, download: torch.Tensor, config: dict[str, Any], rng: np.random.Generator) -> FitResult:
+        model = self.model
+        set_vector(model, download)
+        model.train()
+        mode = config.get("mode", "params")
+        bs = int(config.get("batch_size", 32))
+        loss_fn = nn.CrossEntropyLoss()
+        if mode == "gradient":
+            xb, yb = self._batch(rng, bs)
+            model.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).detach().cpu()
+            return FitResult(grad, self.num_examples, {"loss": float(loss)})
+        if mode not in ("params", "delta"):
+            raise ConfigError(f"client {self.cid}: unknown mode {mode!r} (params, delta, gradient)")
+        lr, mu = float(config.get("lr", 0.05)), float(config.get("prox_mu", 0.0))
+        steps = int(config.get("local_steps", 0)) or int(np.ceil(self.num_examples / bs)) * int(
+            config.get("local_epochs", 1))
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        anchor = download.to(self.device) if mu else None
+        total = 0.0
+        for _ in range(steps):
+            xb, yb = self._batch(rng, bs)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            if anchor is not None:
+                loss = loss + 0.5 * mu * (nn.utils.parameters_to_vector(model.parameters()) - anchor).pow(2).sum()
+            loss.backward()
+            opt.step()
+            total += float(loss)
+        new = get_vector(model).cpu()
+        vec = new if mode == "params" else download.cpu() - new
+        return FitResult(vec, self.num_examples, {"loss": total / max(steps, 1), "steps": steps})
+
+
+# ---------------------------------------------------------------------------------------------- simulator
+@dataclass
+class RoundLog:
+    round: int
+    sampled: list[int]
+    dropped: dict[int, str]
+    metrics: dict[str, float]
+
+
+class Simulator:
+    """Runs a strategy over clients in-process.
+
+    ``clients_per_round``: how many clients are sampled each round (all when None). ``byzantine``: ids of
+    clients whose uploads the ``attack`` replaces (omniscient attacker: it sees the honest uploads of the round).
+    ``evaluate(params) -> dict`` is called every ``eval_every`` rounds and after the last one.
+    ``client_timeout``: replies that took longer (seconds) are discarded as late.
+    """
+
+    def __init__(self, clients: Sequence[Client], strategy: Strategy, initial_params: torch.Tensor, *,
+                 clients_per_round: int | None = None, seed: int = 0, byzantine: Sequence[int] = (),
+                 attack: str = "none", attack_kwargs: dict | None = None,
+                 evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None, eval_every: int = 1,
+                 client_timeout: float | None = None):
+        if not clients:
+            raise ConfigError("the federation has no clients")
+        ids = [c.cid for c in clients]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"client ids must be unique, got {ids}")
+        if clients_per_round is not None and not 1 <= clients_per_round <= len(clients):
+            raise ConfigError(f"field 'clients_per_round': must be in 1..{len(clients)}, got {clients_per_round}")
+        unknown = set(byzantine) - set(ids)
+        if unknown:
+            raise ConfigError(f"byzantine ids {sorted(unknown)} are not client ids")
+        self.clients = {c.cid: c for c in clients}
+        self.strategy = strategy
+        self.params = initial_params.detach().clone().float()
+        self.clients_per_round = clients_per_round
+        self.seed = int(seed)
+        self.byzantine = set(int(b) for b in byzantine)
+        self.attack, self.attack_kwargs = attack, dict(attack_kwargs or {})
+        self.evaluate, self.eval_every = evaluate, max(1, int(eval_every))
+        self.client_timeout = client_timeout
+        self.round = 0
+        self.history: list[RoundLog] = []
+        strategy.initialize(self.params)
+
+    def _sample(self, rnd: int) -> list[int]:
+        ids = sorted(self.clients)
+        if self.clients_per_round is None or self.clients_per_round == len(ids):
+            return ids
+        rng = np.random.default_rng([self.seed, rnd, 0xC1])
+        return sorted(int(i) for i in rng.choice(ids, size=self.clients_per_round, replace=False))
+
+    def _fit_all(self, rnd: int, sampled: list[int], download: torch.Tensor,
+                 config: dict[str, Any]) -> tuple[dict[int, FitResult], dict[int, str]]:
+        results, dropped = {}, {}
+        for cid in sampled:
+            rng = np.random.default_rng([self.seed, rnd, cid])
+            torch.manual_seed(int(rng.integers(2**31)))
+            t0 = time.perf_counter()
+            try:
+                res = self.clients[cid].fit(download.clone(), dict(config), rng)
+            except Exception as exc:  # a failing client must not stop the federation
+                dropped[cid] = f"error: {type(exc).__name__}: {exc}"
+                continue
+            took = time.perf_counter() - t0
+            if self.client_timeout is not None and took > self.client_timeout:
+                dropped[cid] = f"timeout: replied after {took:.2f} s > {self.client_timeout:g} s"
+            elif res.vector.shape != download.shape:
+                dropped[cid] = f"bad shape: {tuple(res.vector.shape)} != {tuple(download.shape)}"
+            elif not torch.isfinite(res.vector).all():
+                dropped[cid] = "non-finite values in the update"
+            else:
+                results[cid] = res
+        return results, dropped
+
+    def _apply_attack(self, rnd: int, results: dict[int, FitResult]) -> dict[int, FitResult]:
+        byz = [c for c in results if c in self.byzantine]
+        if not byz or self.attack in ("none", "label_flip"):
+            return results
+        honest = [c for c in results if c not in self.byzantine]
+        if not honest:
+            return results
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, rnd, 0xA7]).integers(2**31)))
+        forged = apply_attack(self.attack, torch.stack([results[c].vector for c in honest]),
+                              torch.stack([results[c].vector for c in byz]), len(results), gen,
+                              **self.attack_kwargs)
+        out = dict(results)
+        for k, c in enumerate(byz):
+            out[c] = FitResult(forged[k], results[c].num_examples, {**results[c].metrics, "byzantine": 1.0})
+        return out
+
+    def step(self, *, force_eval: bool = False) -> RoundLog:
+        """Run one round and return its log (evaluated every ``eval_every`` rounds, or when ``force_eval``)."""
+        rnd = self.round
+        t0 = time.perf_counter()
+        sampled = self._sample(rnd)
+        download, config = self.strategy.configure_fit(rnd, self.params)
+        results, dropped = self._fit_all(rnd, sampled, download, config)
+        metrics: dict[str, float] = {"clients": float(len(results)), "dropped": float(len(dropped))}
+        if results:
+            results = self._apply_attack(rnd, results)
+            ordered = [(c, results[c]) for c in sorted(results)]
+            self.params, agg_metrics = self.strategy.aggregate_fit(rnd, self.params, ordered)
+            metrics.update(agg_metrics)
+            honest_losses = [r.metrics["loss"] for c, r in ordered if c not in self.byzantine and "loss" in r.metrics]
+            if honest_losses:
+                metrics["train_loss"] = float(np.mean(honest_losses))
+        d = int(download.numel())
+        metrics["bytes_down"] = float(4 * d * len(sampled))
+        metrics["bytes_up"] = float(4 * d * len(results))
+        if self.evaluate is not None and ((rnd + 1) % self.eval_every == 0 or force_eval):
+            metrics.update(self.evaluate(self.params))
+        metrics["round_seconds"] = time.perf_counter() - t0
+        log = RoundLog(rnd, sampled, dropped, metrics)
+        self.history.append(log)
+        self.round += 1
+        return log
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"round": self.round, "params": self.params.clone(), "strategy": self.strategy.state_dict(),
+                "history": [vars(h) for h in self.history]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.round = int(state["round"])
+        self.params = state["params"].clone()
+        self.strategy.load_state_dict(state["strategy"])
+        self.history = [RoundLog(**h) for h in state["history"]]
+
+    def run(self, rounds: int, run: Run | None = None, *, on_round: Callable[[RoundLog], None] | None = None
+            ) -> list[RoundLog]:
+        """Run until ``rounds`` rounds are done, resuming from ``run``'s checkpoint when it has one."""
+        if run is not None:
+            ckpt = run.load_checkpoint()
+            if ckpt is not None:
+                self.load_state(ckpt)
+                run.truncate_metrics(self.round - 1)
+                run.note_resume(self.round - 1)
+        while self.round < rounds:
+            log = self.step(force_eval=self.round == rounds - 1)
+            if run is not None:
+                run.log(log.round, **log.metrics, dropped_clients=dict(log.dropped) or None)
+                run.save_checkpoint(self.state())
+            if on_round is not None:
+                on_round(log)
+        return self.history
