@@ -17,7 +17,8 @@ def _run(*args):
 
 
 @pytest.mark.parametrize("cmd", [[], ["list"], ["info"], ["run"], ["compare"], ["demo"], ["data"], ["data", "fetch"],
-                                 ["data", "list"], ["llm"], ["llm", "chat"], ["llm", "serve"]])
+                                 ["data", "list"], ["llm"], ["llm", "chat"], ["llm", "serve"], ["fl"],
+                                 ["fl", "launch"]])
 def test_every_command_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])

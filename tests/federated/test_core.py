@@ -159,3 +159,15 @@ def test_nafl_with_median_survives_sign_flipping_where_mean_fails(digits):
         results[agg] = sim.run(40)[-1].metrics["accuracy"]
     print(results)
     assert results["coordinate_median"] > 0.7 and results["mean"] < 0.3
+
+
+def test_personalised_evaluation_on_each_clients_test_split(digits):
+    x, y, _, _ = digits
+    parts = np.array_split(np.arange(len(x)), 4)
+    clients = [TorchClient(i, model_fn, x[p[:200]], y[p[:200]], x_test=x[p[200:]], y_test=y[p[200:]])
+               for i, p in enumerate(parts)]
+    sim = Simulator(clients, FedAvg(lr=0.1), initial(), seed=0, evaluate_clients=True)
+    log = sim.run(3)[-1]
+    by_hand = [c.evaluate(sim.params)["accuracy"] for c in clients]
+    assert log.metrics["personal_accuracy_mean"] == pytest.approx(np.mean(by_hand))
+    assert log.metrics["personal_accuracy_min"] == pytest.approx(min(by_hand))

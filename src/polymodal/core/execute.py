@@ -71,13 +71,14 @@ def run_in_dir(run_dir: Path | str) -> dict[str, Any]:
                    error=f"{type(e).__name__}: {e}")
         raise
     wall = time.perf_counter() - t0
-    row = {
-        "method": recipe.name,
-        "metrics": {k: float(v) for k, v in result.metrics.items()},
-        "train_seconds": float(result.train_seconds or wall),
+    named = result.rows or {recipe.name: result.metrics}
+    rows = [{
+        "method": name,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "train_seconds": float(result.train_seconds or wall) / len(named),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
-    out = {"recipe": recipe.name, "primary_metric": recipe.primary_metric, "rows": [row], "extra": result.extra}
+    } for name, metrics in named.items()]
+    out = {"recipe": recipe.name, "primary_metric": recipe.primary_metric, "rows": rows, "extra": result.extra}
     run.write_json(RESULT, out)
     write_report(run.dir, recipe, out, {recipe.name: run.dir})
     run.finish(status="finished", wall_seconds=round(wall, 2))
@@ -160,7 +161,7 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
         sub = d / name
         res_path = sub / RESULT
         if res_path.is_file() and Run.open(sub).meta().get("status") == "finished":
-            rows.append(json.loads(res_path.read_text())["rows"][0])
+            rows.extend(json.loads(res_path.read_text())["rows"])
             continue
         if isolate:
             env = dict(os.environ)
@@ -170,9 +171,9 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
             if proc.returncode != 0:
                 raise PolymodalError(f"method {name!r} failed (exit {proc.returncode}); see {sub}/run.json. "
                                      f"Fix the cause and continue with: polymodal compare --resume {d}")
-            rows.append(json.loads(res_path.read_text())["rows"][0])
+            rows.extend(json.loads(res_path.read_text())["rows"])
         else:
-            rows.append(run_in_dir(sub)["rows"][0])
+            rows.extend(run_in_dir(sub)["rows"])
     result = {"recipe": recipe.name, "primary_metric": recipe.primary_metric, "rows": rows}
     atomic_write_json(d / RESULT, result)
     write_report(d, recipe, result, {n: d / n for n in spec["methods"]})

@@ -49,6 +49,8 @@ class Result:
     metrics: dict[str, float]
     train_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a grid recipe's rows (name -> metrics), e.g. {"nafl/krum/alie": {...}}; empty: one row named by the recipe
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 RunFn = Callable[[RecipeConfig, "Run"], Result]

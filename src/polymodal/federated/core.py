@@ -79,7 +79,7 @@ class TorchClient:
     """
 
     def __init__(self, cid: int, model_fn: Callable[[], nn.Module], x: np.ndarray, y: np.ndarray, *,
-                 device: str = "cpu"):
+                 device: str = "cpu", x_test: np.ndarray | None = None, y_test: np.ndarray | None = None):
         if len(x) != len(y) or len(x) == 0:
             raise ConfigError(f"client {cid}: needs a non-empty (x, y) of equal length, got {len(x)} and {len(y)}")
         self.cid = int(cid)
@@ -87,6 +87,8 @@ class TorchClient:
         self.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
         self.num_examples = len(self.y)
         self.device = device
+        self.x_test = None if x_test is None else torch.as_tensor(np.asarray(x_test, dtype=np.float32))
+        self.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test, dtype=np.int64))
         self._model_fn = model_fn
         self._model: nn.Module | None = None
 
@@ -113,7 +115,7 @@ class TorchClient:
             loss = loss_fn(model(xb), yb)
             loss.backward()
             grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).detach().cpu()
-            return FitResult(grad, self.num_examples, {"loss": float(loss)})
+            return FitResult(grad, self.num_examples, {"loss": float(loss.detach())})
         if mode not in ("params", "delta"):
             raise ConfigError(f"client {self.cid}: unknown mode {mode!r} (params, delta, gradient)")
         lr, mu = float(config.get("lr", 0.05)), float(config.get("prox_mu", 0.0))
@@ -130,10 +132,22 @@ class TorchClient:
                 loss = loss + 0.5 * mu * (nn.utils.parameters_to_vector(model.parameters()) - anchor).pow(2).sum()
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         new = get_vector(model).cpu()
         vec = new if mode == "params" else download.cpu() - new
         return FitResult(vec, self.num_examples, {"loss": total / max(steps, 1), "steps": steps})
+
+
+    def evaluate(self, params: torch.Tensor) -> dict[str, float] | None:
+        """Accuracy of ``params`` on this client's own test split (personalised evaluation); None without one."""
+        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
+            return None
+        model = self.model
+        set_vector(model, params)
+        model.eval()
+        with torch.no_grad():
+            pred = model(self.x_test.to(self.device)).argmax(1).cpu()
+        return {"accuracy": float((pred == self.y_test).float().mean())}
 
 
 # ---------------------------------------------------------------------------------------------- simulator
@@ -151,14 +165,16 @@ class Simulator:
     ``clients_per_round``: how many clients are sampled each round (all when None). ``byzantine``: ids of
     clients whose uploads the ``attack`` replaces (omniscient attacker: it sees the honest uploads of the round).
     ``evaluate(params) -> dict`` is called every ``eval_every`` rounds and after the last one.
-    ``client_timeout``: replies that took longer (seconds) are discarded as late.
+    ``client_timeout``: replies that took longer (seconds) are discarded as late. ``evaluate_clients``: at the
+    same rounds, every client with a local test split evaluates the global parameters on it (personalised
+    evaluation: mean and worst client accuracy).
     """
 
     def __init__(self, clients: Sequence[Client], strategy: Strategy, initial_params: torch.Tensor, *,
                  clients_per_round: int | None = None, seed: int = 0, byzantine: Sequence[int] = (),
                  attack: str = "none", attack_kwargs: dict | None = None,
                  evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None, eval_every: int = 1,
-                 client_timeout: float | None = None):
+                 client_timeout: float | None = None, evaluate_clients: bool = False):
         if not clients:
             raise ConfigError("the federation has no clients")
         ids = [c.cid for c in clients]
@@ -178,6 +194,7 @@ class Simulator:
         self.attack, self.attack_kwargs = attack, dict(attack_kwargs or {})
         self.evaluate, self.eval_every = evaluate, max(1, int(eval_every))
         self.client_timeout = client_timeout
+        self.evaluate_clients = evaluate_clients
         self.round = 0
         self.history: list[RoundLog] = []
         strategy.initialize(self.params)
@@ -193,8 +210,9 @@ class Simulator:
                  config: dict[str, Any]) -> tuple[dict[int, FitResult], dict[int, str]]:
         results, dropped = {}, {}
         for cid in sampled:
+            # numpy rng only: torch.manual_seed costs ~10 ms (it queues CUDA/XPU seeding); a client that needs
+            # torch randomness makes a torch.Generator from this rng
             rng = np.random.default_rng([self.seed, rnd, cid])
-            torch.manual_seed(int(rng.integers(2**31)))
             t0 = time.perf_counter()
             try:
                 res = self.clients[cid].fit(download.clone(), dict(config), rng)
@@ -247,8 +265,14 @@ class Simulator:
         d = int(download.numel())
         metrics["bytes_down"] = float(4 * d * len(sampled))
         metrics["bytes_up"] = float(4 * d * len(results))
-        if self.evaluate is not None and ((rnd + 1) % self.eval_every == 0 or force_eval):
+        due = (rnd + 1) % self.eval_every == 0 or force_eval
+        if self.evaluate is not None and due:
             metrics.update(self.evaluate(self.params))
+        if self.evaluate_clients and due:
+            accs = [r["accuracy"] for c in self.clients.values() if hasattr(c, "evaluate")
+                    and (r := c.evaluate(self.params)) is not None]
+            if accs:
+                metrics.update(personal_accuracy_mean=float(np.mean(accs)), personal_accuracy_min=float(min(accs)))
         metrics["round_seconds"] = time.perf_counter() - t0
         log = RoundLog(rnd, sampled, dropped, metrics)
         self.history.append(log)
