@@ -54,10 +54,12 @@ class TreeMonitor(threading.Thread):
 
         self.psutil = psutil
         self.root = psutil.Process()
+        self.root_cmd = self.root.cmdline()
         self.interval = interval
         self.stop = threading.Event()
         self.peak: dict[int, int] = {}
         self.kind: dict[int, str] = {}
+        self.cmd: dict[int, str] = {}
         self.peak_concurrent = 0
         self.samples = 0
 
@@ -72,7 +74,14 @@ class TreeMonitor(threading.Thread):
             try:
                 rss = p.memory_info().rss
                 if p.pid not in self.kind:
-                    self.kind[p.pid] = "driver" if p.pid == self.root.pid else _kind(p.name(), p.cmdline())
+                    cmd = p.cmdline()
+                    if p.pid == self.root.pid:
+                        self.kind[p.pid] = "driver"
+                    elif cmd == self.root_cmd:  # a fork of the driver (Ray's process reaper)
+                        self.kind[p.pid] = "driver_fork"
+                    else:
+                        self.kind[p.pid] = _kind(p.name(), cmd)
+                    self.cmd[p.pid] = " ".join(cmd)[:160]
             except ps.Error:  # exited between the listing and the read
                 continue
             total += rss
@@ -96,6 +105,8 @@ class TreeMonitor(threading.Thread):
                 "peak_rss_concurrent_mib": self.peak_concurrent / mib,
                 "driver_peak_rss_mib": self.peak.get(self.root.pid, 0) / mib,
                 "processes_seen": len(self.peak), "samples": self.samples,
+                "processes": [{"pid": pid, "kind": self.kind.get(pid, "?"), "peak_rss_mib": round(rss / mib, 1),
+                               "cmd": self.cmd.get(pid, "")} for pid, rss in sorted(self.peak.items())],
                 "by_kind": {k: {"processes": v["processes"], "peak_rss_sum_mib": round(v["peak_rss_sum_mib"], 1)}
                             for k, v in sorted(by_kind.items())}}
 
@@ -145,7 +156,7 @@ def main() -> int:
     try:
         run_simulation(server_app=server_app, client_app=client_app, num_supernodes=args.clients,
                        backend_name="ray", backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0}})
-    except BaseException as exc:  # noqa: BLE001 - reported in the JSON line (SystemExit from flwr_exit too)
+    except BaseException as exc:  # reported in the JSON line (SystemExit from flwr_exit too)
         error = f"{type(exc).__name__}: {exc}"
     run_s = time.perf_counter() - t0
     process_s = time.time() - monitor.root.create_time()

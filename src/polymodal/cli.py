@@ -286,7 +286,7 @@ def cmd_fl(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from polymodal.federated.flower import launch_local_federation
+    from polymodal.federated.flower_launch import launch_local_federation
 
     print(f"starting flower-superlink + {args.supernodes} flower-supernode processes on 127.0.0.1 ...",
           file=sys.stderr)

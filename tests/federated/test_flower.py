@@ -16,12 +16,8 @@ from flwr.serverapp import Grid  # noqa: E402
 
 from polymodal.federated import flower_apps as fa  # noqa: E402
 from polymodal.federated.core import Simulator  # noqa: E402
-from polymodal.federated.flower import (  # noqa: E402
-    as_client_app,
-    as_strategy,
-    launch_local_federation,
-    vector_to_arrays,
-)
+from polymodal.federated.flower import as_client_app, as_strategy, vector_to_arrays  # noqa: E402
+from polymodal.federated.flower_launch import launch_local_federation  # noqa: E402
 from polymodal.federated.strategies import FedAvg  # noqa: E402
 
 # Both paths ship float32 vectors losslessly, seed every client with default_rng([seed, round, cid]) and aggregate
