@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fl", help="federated engine on Flower: launch a local federation (needs flwr==1.41.0)")
     fsub = p.add_subparsers(dest="fl_command", metavar="ACTION")
-    f = fsub.add_parser("launch", help="FedAvg on digits over a local SuperLink + N SuperNodes (127.0.0.1)")
+    f = fsub.add_parser("launch", help="FedAvg or Byrd-NAFL on digits over a local SuperLink + N SuperNodes")
     f.add_argument("--supernodes", type=int, default=3, help="number of SuperNodes = clients (default 3)")
     f.add_argument("--rounds", type=int, default=2, help="federated rounds (default 2)")
     f.add_argument("--seed", type=int, default=0)
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--local-epochs", type=int, default=1, help="local epochs per round (default 1)")
     f.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run (default 600)")
     f.add_argument("--out", metavar="DIR", help="work folder: Flower home, app, logs, metrics.json (default: temp)")
+    f.add_argument("--strategy", default="fedavg", choices=["fedavg", "byrd-nafl", "byrd-sgd", "heavy-ball"])
+    f.add_argument("--aggregator", default="mean", help="mean, coordinate_median, krum, geometric_median, ...")
+    f.add_argument("--attack", default="none", help="none, sign_flip, alie, gaussian, ipm, zero_gradient, label_flip")
+    f.add_argument("--n-byzantine", type=int, default=0, help="clients 0..n-1 are Byzantine (default 0)")
     return parser
 
 
@@ -291,8 +295,11 @@ def cmd_fl(args: argparse.Namespace) -> int:
     print(f"starting flower-superlink + {args.supernodes} flower-supernode processes on 127.0.0.1 ...",
           file=sys.stderr)
     result = launch_local_federation(args.supernodes, args.rounds, seed=args.seed, lr=args.lr,
-                                     local_epochs=args.local_epochs, workdir=args.out, timeout=args.timeout)
-    table = Table(title=f"FedAvg on digits over Flower (run {result['run_id']}, {args.supernodes} SuperNodes)")
+                                     local_epochs=args.local_epochs, workdir=args.out, timeout=args.timeout,
+                                     strategy=args.strategy, aggregator=args.aggregator, attack=args.attack,
+                                     n_byzantine=args.n_byzantine)
+    table = Table(title=f"{args.strategy} / {args.aggregator} / {args.attack} on digits over Flower "
+                        f"(run {result['run_id']}, {args.supernodes} SuperNodes)")
     for col in ("round", "clients", "dropped", "train_loss", "accuracy", "loss", "seconds"):
         table.add_column(col, justify="right")
     for r in result["rounds"]:

@@ -75,18 +75,25 @@ def task_identity(monkeypatch):
 RUN_CONFIG = {"num-server-rounds": 2, "num-partitions": 3, "seed": 0}
 
 
-def test_in_process_grid_matches_simulator(task_identity):
-    cfg = fa.settings(RUN_CONFIG)
-    strategy = as_strategy(fa.make_strategy(cfg), evaluate=fa.evaluator(), seed=0, min_nodes=3)
-    result = strategy.start(InProcessGrid(fa.client_app, 3, RUN_CONFIG), vector_to_arrays(fa.initial_params(0)),
+BYRD_CONFIG = {**RUN_CONFIG, "num-partitions": 5, "strategy": "byrd-nafl", "aggregator": "coordinate_median",
+               "attack": "label_flip", "n-byzantine": 1}
+
+
+@pytest.mark.parametrize("run_config", [RUN_CONFIG, BYRD_CONFIG], ids=["fedavg", "byrd-nafl"])
+def test_in_process_grid_matches_simulator(task_identity, run_config):
+    cfg = fa.settings(run_config)
+    n = cfg["num-partitions"]
+    strategy = as_strategy(fa.make_strategy(cfg), evaluate=fa.evaluator(), seed=0, min_nodes=n,
+                           byzantine=tuple(range(cfg["n-byzantine"])), attack=cfg["attack"])
+    result = strategy.start(InProcessGrid(fa.client_app, n, run_config), vector_to_arrays(fa.initial_params(0)),
                             num_rounds=2, timeout=60)
-    sim = fa.simulate(RUN_CONFIG)
+    sim = fa.simulate(run_config)
     assert torch.equal(strategy.params, sim.params)
     for got, want in zip(strategy.history, sim.history, strict=True):
-        assert got.sampled == want.sampled == [0, 1, 2] and got.dropped == want.dropped == {}
+        assert got.sampled == want.sampled == list(range(n)) and got.dropped == want.dropped == {}
         for key in ("train_loss", "accuracy", "loss", "bytes_up", "bytes_down", "clients"):
             assert got.metrics[key] == want.metrics[key], key
-    assert sorted(strategy.node_to_cid.values()) == [0, 1, 2]
+    assert sorted(strategy.node_to_cid.values()) == list(range(n))
     assert result.train_metrics_clientapp[2]["accuracy"] == sim.history[-1].metrics["accuracy"]
 
 

@@ -1,5 +1,6 @@
-"""Ready-made Flower apps for the recipe-free case: FedAvg on scikit-learn digits, IID over ``num-partitions``
-clients, MLP 64-32-10 (the model of ``tests/federated/test_core.py``).
+"""Ready-made Flower apps: FedAvg or Byrd-NAFL (and its robust-SGD / heavy-ball baselines, any aggregator and
+attack) on scikit-learn digits, IID over ``num-partitions`` clients, MLP 64-32-10 (the model of
+``tests/federated/test_core.py``).
 
 ``server_app`` and ``client_app`` are what a FAB's ``[tool.flwr.app.components]`` points at
 (``polymodal.federated.flower_apps:server_app`` / ``:client_app``); :func:`~polymodal.federated.flower.
@@ -18,6 +19,11 @@ batch-size          POLYMODAL_FL_BATCH_SIZE      32
 timeout             POLYMODAL_FL_TIMEOUT         300 (s, per round)
 out-json            POLYMODAL_FL_OUT             "" (no file)
 digits-npz          POLYMODAL_FL_DIGITS_NPZ      "" (load from scikit-learn)
+strategy            POLYMODAL_FL_STRATEGY        "fedavg" (or "byrd-nafl", "byrd-sgd", "heavy-ball")
+aggregator          POLYMODAL_FL_AGGREGATOR      "mean" (any name of ``aggregators.AGGREGATORS``)
+attack              POLYMODAL_FL_ATTACK          "none" (any name of ``attacks.ATTACKS``)
+n-byzantine         POLYMODAL_FL_N_BYZANTINE     0 (clients 0..n-1 are Byzantine; also the aggregator's f)
+beta                POLYMODAL_FL_BETA            0.9 (momentum of the Byrd-NAFL family)
 ==================  ===========================  ===========
 
 The data split (stratified 75/25, seed 0), the IID partition (seeded by ``seed``) and the initial model
@@ -41,6 +47,9 @@ import torch
 from flwr.serverapp import ServerApp
 from torch import nn
 
+from polymodal.core.errors import ConfigError
+from polymodal.federated.algorithms import ByrdNAFL
+from polymodal.federated.attacks import label_flip
 from polymodal.federated.core import Simulator, TorchClient, get_vector
 from polymodal.federated.data import load_digits_data, train_test_split_stratified
 from polymodal.federated.flower import FLWR_VERSION, as_client_app, as_strategy, vector_to_arrays
@@ -57,7 +66,13 @@ _SETTINGS: dict[str, tuple[str, type, Any]] = {
     "timeout": ("POLYMODAL_FL_TIMEOUT", float, 300.0),
     "out-json": ("POLYMODAL_FL_OUT", str, ""),
     "digits-npz": ("POLYMODAL_FL_DIGITS_NPZ", str, ""),
+    "strategy": ("POLYMODAL_FL_STRATEGY", str, "fedavg"),
+    "aggregator": ("POLYMODAL_FL_AGGREGATOR", str, "mean"),
+    "attack": ("POLYMODAL_FL_ATTACK", str, "none"),
+    "n-byzantine": ("POLYMODAL_FL_N_BYZANTINE", int, 0),
+    "beta": ("POLYMODAL_FL_BETA", float, 0.9),
 }
+STRATEGIES = ("fedavg", "byrd-nafl", "byrd-sgd", "heavy-ball")
 
 
 def settings(run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -102,11 +117,18 @@ def save_digits_split(path: str | Path) -> Path:
     return path
 
 
-def make_client(partition_id: int, num_partitions: int, seed: int, npz: str = "") -> TorchClient:
-    """Client ``partition_id`` of an IID split of the training digits into ``num_partitions`` (seeded by ``seed``)."""
+def make_client(partition_id: int, num_partitions: int, seed: int, npz: str = "", *, flip: bool = False
+                ) -> TorchClient:
+    """Client ``partition_id`` of an IID split of the training digits into ``num_partitions`` (seeded by ``seed``);
+    ``flip``: its labels flipped (the data-level label-flip attack)."""
     x, y, _, _ = digits_split(npz)
     part = iid(len(y), num_partitions, seed=seed)[partition_id]
-    return TorchClient(partition_id, model_fn, x[part], y[part])
+    labels = label_flip(y[part], 10) if flip else y[part]
+    return TorchClient(partition_id, model_fn, x[part], labels)
+
+
+def _flips(cfg: Mapping[str, Any], cid: int) -> bool:
+    return cfg["attack"] == "label_flip" and cid < cfg["n-byzantine"]
 
 
 def initial_params(seed: int) -> torch.Tensor:
@@ -131,23 +153,36 @@ def evaluator(npz: str = ""):
     return evaluate
 
 
-def make_strategy(cfg: Mapping[str, Any]) -> FedAvg:
-    return FedAvg(lr=cfg["lr"], local_epochs=cfg["local-epochs"], batch_size=cfg["batch-size"])
+def make_strategy(cfg: Mapping[str, Any]):
+    """FedAvg (local epochs, aggregator over parameters) or the Byrd-NAFL family (one gradient per round)."""
+    name, byz = cfg["strategy"], tuple(range(cfg["n-byzantine"]))
+    if name == "fedavg":
+        return FedAvg(lr=cfg["lr"], local_epochs=cfg["local-epochs"], batch_size=cfg["batch-size"],
+                      aggregator=cfg["aggregator"], n_byzantine=cfg["n-byzantine"])
+    momentum = {"byrd-nafl": "nesterov", "byrd-sgd": "none", "heavy-ball": "heavy_ball"}.get(name)
+    if momentum is None:
+        raise ConfigError(f"setting 'strategy': {name!r} is not one of {STRATEGIES}")
+    return ByrdNAFL(aggregator=cfg["aggregator"], beta=cfg["beta"], lr=cfg["lr"], n_byzantine=cfg["n-byzantine"],
+                    momentum=momentum, batch_size=cfg["batch-size"], byzantine_ids=byz)
+
+
+def _attack_setup(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"byzantine": tuple(range(cfg["n-byzantine"])), "attack": cfg["attack"]}
 
 
 def simulate(run_config: Mapping[str, Any] | None = None) -> Simulator:
     """The in-process reference: the same federation run by :class:`~polymodal.federated.core.Simulator`."""
     cfg = settings(run_config)
     n = cfg["num-partitions"]
-    sim = Simulator([make_client(i, n, cfg["seed"]) for i in range(n)], make_strategy(cfg),
-                    initial_params(cfg["seed"]), seed=cfg["seed"], evaluate=evaluator())
+    sim = Simulator([make_client(i, n, cfg["seed"], flip=_flips(cfg, i)) for i in range(n)], make_strategy(cfg),
+                    initial_params(cfg["seed"]), seed=cfg["seed"], evaluate=evaluator(), **_attack_setup(cfg))
     sim.run(cfg["num-server-rounds"])
     return sim
 
 
 def _client_factory(partition_id: int, num_partitions: int, run_config: dict[str, Any]) -> TorchClient:
     cfg = settings(run_config)
-    return make_client(partition_id, num_partitions, cfg["seed"], cfg["digits-npz"])
+    return make_client(partition_id, num_partitions, cfg["seed"], cfg["digits-npz"], flip=_flips(cfg, partition_id))
 
 
 def _write_json(path: str, payload: dict[str, Any]) -> None:
@@ -163,7 +198,7 @@ def run_server(grid, context) -> dict[str, Any]:
     cfg = settings(context.run_config)
     try:
         strategy = as_strategy(make_strategy(cfg), evaluate=evaluator(cfg["digits-npz"]), seed=cfg["seed"],
-                               min_nodes=cfg["num-partitions"], node_wait_s=cfg["timeout"])
+                               min_nodes=cfg["num-partitions"], node_wait_s=cfg["timeout"], **_attack_setup(cfg))
         strategy.start(grid, vector_to_arrays(initial_params(cfg["seed"])), num_rounds=cfg["num-server-rounds"],
                        timeout=cfg["timeout"])
         assert strategy.params is not None

@@ -134,8 +134,9 @@ def _stop_all(roots: list[subprocess.Popen], known: list[Any]) -> None:
 
 def launch_local_federation(n_supernodes: int = 3, rounds: int = 2, *, seed: int = 0, lr: float = 0.1,
                             local_epochs: int = 1, batch_size: int = 32, workdir: str | os.PathLike[str] | None = None,
-                            timeout: float = 300.0, on_start: Callable[[list[int]], None] | None = None
-                            ) -> dict[str, Any]:
+                            timeout: float = 300.0, on_start: Callable[[list[int]], None] | None = None,
+                            strategy: str = "fedavg", aggregator: str = "mean", attack: str = "none",
+                            n_byzantine: int = 0, beta: float = 0.9) -> dict[str, Any]:
     """Run FedAvg on digits (:mod:`polymodal.federated.flower_apps`) on a real Flower 1.41 deployment on
     127.0.0.1 and return the metrics the ServerApp wrote.
 
@@ -176,6 +177,8 @@ def launch_local_federation(n_supernodes: int = 3, rounds: int = 2, *, seed: int
     write_flower_app(app_dir, {"num-server-rounds": int(rounds), "num-partitions": int(n_supernodes),
                                "seed": int(seed), "lr": float(lr), "local-epochs": int(local_epochs),
                                "batch-size": int(batch_size), "timeout": float(timeout), "out-json": str(out),
+                               "strategy": str(strategy), "aggregator": str(aggregator), "attack": str(attack),
+                               "n-byzantine": int(n_byzantine), "beta": float(beta),
                                "digits-npz": str(npz)})
 
     def exe(name: str) -> str:
