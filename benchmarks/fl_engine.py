@@ -18,14 +18,19 @@ ready-made app ``polymodal.federated.flower_apps``:
   0.2 s with psutil.
 
 Both sides read the digits split from one ``.npz`` written here (``flower_apps.save_digits_split``), so neither
-imports scikit-learn at run time. Reported: the wall time of the job (median over repeats; for Ray the whole
+imports scikit-learn at run time. The in-process side runs once per ``--threads`` setting: torch's default
+intra-op threads (one per core, what ``flower_apps.simulate`` uses) and 1 thread (what Ray gives each ClientApp
+actor: it sets ``OMP_NUM_THREADS=1`` for a ``num_cpus=1`` actor). Reported: the wall time of the job (median over
+repeats; in-process: building the clients and running the rounds, imports done; Ray: the whole
 ``run_simulation`` call, which starts and stops Ray), the wall time of the whole process (imports included),
-peak RSS, final accuracy, and the largest absolute difference between the two final parameter vectors.
+the median seconds per round after the first (start-up excluded), peak RSS, final accuracy, and the largest
+absolute difference between the final parameter vectors.
 
 Usage (the project's venv)::
 
     bash benchmarks/fl_sim_side/setup_venv.sh          # once: .bench/flwr-sim-venv (torch CPU, flwr[simulation])
-    .venv/bin/python benchmarks/fl_engine.py [--rounds 20] [--clients 10] [--repeats 3] [--ray-repeats 2]
+    .venv/bin/python benchmarks/fl_engine.py [--rounds 20] [--clients 10] [--repeats 3] [--ray-repeats 2] \\
+        [--threads 0,1] [--skip-ray]
 
 Raw results go to ``.bench/fl_engine.json``; a markdown table is printed.
 """
@@ -51,11 +56,13 @@ MIB = 1024.0 ** 2
 
 
 # ---------------------------------------------------------------------------------------------- in-process side
-def inprocess_child(rounds: int, clients: int, seed: int, npz: str) -> dict:
-    """One in-process job (this process only): ``flower_apps.simulate``'s federation, digits from ``npz``."""
+def inprocess_child(rounds: int, clients: int, seed: int, npz: str, threads: int = 0) -> dict:
+    """One in-process job (this process only): ``flower_apps.simulate``'s federation, digits from ``npz``;
+    ``threads``: ``torch.set_num_threads`` (0: torch's default, one per core)."""
     t_import = time.perf_counter()
     import psutil
     import torch
+    import torch._dynamo  # noqa: F401 - torch.optim imports it lazily at the first SGD(): ~2.5 s, an import
 
     from polymodal.federated.core import Simulator
     from polymodal.federated.flower_apps import (
@@ -67,6 +74,8 @@ def inprocess_child(rounds: int, clients: int, seed: int, npz: str) -> dict:
     )
 
     import_s = time.perf_counter() - t_import
+    if threads:
+        torch.set_num_threads(threads)
     rss_after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MIB
     cfg = settings({"num-server-rounds": rounds, "num-partitions": clients, "seed": seed, "digits-npz": npz})
     t0 = time.perf_counter()
@@ -76,10 +85,11 @@ def inprocess_child(rounds: int, clients: int, seed: int, npz: str) -> dict:
     run_s = time.perf_counter() - t0
     process_s = time.time() - psutil.Process().create_time()
     return {
-        "side": "in-process", "run_s": run_s, "import_s": import_s, "process_s": process_s,
+        "side": "in-process", "threads_arg": threads, "run_s": run_s, "import_s": import_s, "process_s": process_s,
         "final_accuracy": hist[-1].metrics.get("accuracy"), "final_loss": hist[-1].metrics.get("loss"),
         "rounds_done": len(hist), "round_seconds_sum": sum(h.metrics["round_seconds"] for h in hist),
         "accuracy_per_round": [h.metrics.get("accuracy") for h in hist],
+        "round_seconds": [h.metrics["round_seconds"] for h in hist],
         "final_params": sim.params.tolist(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MIB,
         "rss_after_import_mib": rss_after_import, "processes_seen": 1,
@@ -94,20 +104,25 @@ def _result_line(stdout: str) -> dict | None:
     return None
 
 
-def run_inprocess(args: argparse.Namespace, npz: Path) -> list[dict]:
+def _label(threads: int) -> str:
+    return "default" if threads == 0 else f"{threads}"
+
+
+def run_inprocess(args: argparse.Namespace, npz: Path, threads: int) -> list[dict]:
     runs = []
     for i in range(args.repeats):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--_inprocess-child", "--rounds", str(args.rounds),
-               "--clients", str(args.clients), "--seed", str(args.seed), "--digits-npz", str(npz)]
+               "--clients", str(args.clients), "--seed", str(args.seed), "--digits-npz", str(npz),
+               "--threads", str(threads)]
         t0 = time.perf_counter()
         sub = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=REPO)
         res = _result_line(sub.stdout)
         if res is None:
             raise SystemExit(f"in-process run {i} failed (exit {sub.returncode}):\n{sub.stdout}\n{sub.stderr}")
         res["spawn_wall_s"] = time.perf_counter() - t0
-        print(f"  in-process repeat {i + 1}/{args.repeats}: job {res['run_s']:.3f} s, process "
-              f"{res['process_s']:.2f} s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
-              f"accuracy {res['final_accuracy']:.4f}", flush=True)
+        print(f"  in-process, torch threads {_label(threads)} ({res['torch_threads']}), repeat {i + 1}/"
+              f"{args.repeats}: job {res['run_s']:.3f} s, process {res['process_s']:.2f} s, peak RSS "
+              f"{res['peak_rss_mib']:.0f} MiB, accuracy {res['final_accuracy']:.4f}", flush=True)
         runs.append(res)
     return runs
 
@@ -153,10 +168,18 @@ def _median(runs: list[dict], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
 
 
+def _steady(run: dict) -> float:
+    """Median seconds per round after the first (the first one carries any start-up)."""
+    rs = run["round_seconds"]
+    return float(statistics.median(rs[1:] if len(rs) > 1 else rs))
+
+
 def summarise(runs: list[dict], rss_key: str) -> dict:
     return {"repeats": len(runs), "run_s": _median(runs, "run_s"), "run_s_all": [r["run_s"] for r in runs],
-            "process_s": _median(runs, "process_s"), "import_s": _median(runs, "import_s"),
-            "round_seconds_sum": _median(runs, "round_seconds_sum"),
+            "first_round_s": float(statistics.median(r["round_seconds"][0] for r in runs)),
+            "steady_round_s": float(statistics.median(_steady(r) for r in runs)),
+            "process_s": _median(runs, "process_s"), "process_s_all": [r["process_s"] for r in runs],
+            "import_s": _median(runs, "import_s"), "round_seconds_sum": _median(runs, "round_seconds_sum"),
             "peak_rss_mib": _median(runs, rss_key), "peak_rss_mib_all": [r[rss_key] for r in runs],
             "processes": max(r["processes_seen"] for r in runs),
             "final_accuracy": runs[0]["final_accuracy"],
@@ -180,17 +203,30 @@ def machine_info() -> dict:
             "mem_total_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3}
 
 
+def _spread(median: float, values: list[float], digits: int) -> str:
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def markdown(result: dict) -> str:
-    ip, ray = result["inprocess"], result.get("ray")
-    head = ("| side | repeats | wall s, job (median) | wall s, process incl. imports | peak RSS MiB | processes "
-            "| final accuracy | Ray / in-process wall (job, process) |\n|---|---|---|---|---|---|---|---|")
-    rows = [f"| polymodal `Simulator`, in-process | {ip['repeats']} | {ip['run_s']:.3f} | {ip['process_s']:.2f} "
-            f"| {ip['peak_rss_mib']:.0f} | 1 | {ip['final_accuracy']:.4f} | 1 |"]
+    ray = result.get("ray")
+    head = ("| side | repeats | wall s, job: median (min-max) | wall s, process incl. imports | s/round after "
+            "round 1 | peak RSS MiB | processes | final accuracy | Ray / this: wall job; process; s/round |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for key, ip in result["inprocess"].items():
+        ratio = "-"
+        if ray is not None:
+            ratio = (f"**{ray['run_s'] / ip['run_s']:.1f}x**; {ray['process_s'] / ip['process_s']:.1f}x; "
+                     f"{ray['steady_round_s'] / ip['steady_round_s']:.1f}x")
+        rows.append(f"| polymodal `Simulator`, in-process, torch threads: {key} ({ip['torch_threads']}) "
+                    f"| {ip['repeats']} | {_spread(ip['run_s'], ip['run_s_all'], 3)} | {ip['process_s']:.2f} "
+                    f"| {ip['steady_round_s']:.4f} | {ip['peak_rss_mib']:.0f} | 1 "
+                    f"| {ip['final_accuracy']:.4f} | {ratio} |")
     if ray is not None:
-        r = result["ratios"]
-        rows.append(f"| Flower `run_simulation`, Ray backend | {ray['repeats']} | {ray['run_s']:.2f} "
-                    f"| {ray['process_s']:.2f} | {ray['peak_rss_mib']:.0f} | {ray['processes']} "
-                    f"| {ray['final_accuracy']:.4f} | **{r['wall_job']:.0f}x**, {r['wall_process']:.1f}x |")
+        rows.append(f"| Flower `run_simulation`, Ray backend (1 torch thread per actor) | {ray['repeats']} "
+                    f"| {_spread(ray['run_s'], ray['run_s_all'], 2)} | {ray['process_s']:.2f} "
+                    f"| {ray['steady_round_s']:.4f} | {ray['peak_rss_mib']:.0f} "
+                    f"| {ray['processes']} | {ray['final_accuracy']:.4f} | 1 |")
     return "\n".join([head, *rows])
 
 
@@ -198,8 +234,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--clients", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3, help="in-process repeats (median)")
+    ap.add_argument("--repeats", type=int, default=3, help="in-process repeats per thread setting (median)")
     ap.add_argument("--ray-repeats", type=int, default=2, help="Flower+Ray repeats (median)")
+    ap.add_argument("--threads", default="0,1",
+                    help="in-process torch thread settings to run, comma-separated (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="benchmark venv with flwr[simulation]")
     ap.add_argument("--skip-ray", action="store_true", help="in-process side only")
@@ -208,9 +246,11 @@ def main() -> int:
     ap.add_argument("--digits-npz", default="", help=argparse.SUPPRESS)
     ap.add_argument("--_inprocess-child", dest="child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    thread_settings = [int(t) for t in str(args.threads).split(",") if t.strip()]
 
     if args.child:
-        print("RESULT " + json.dumps(inprocess_child(args.rounds, args.clients, args.seed, args.digits_npz)))
+        print("RESULT " + json.dumps(inprocess_child(args.rounds, args.clients, args.seed, args.digits_npz,
+                                                     thread_settings[0] if thread_settings else 0)))
         return 0
 
     py, why = (None, "skipped (--skip-ray)") if args.skip_ray else ray_python(args.venv)
@@ -226,43 +266,54 @@ def main() -> int:
     result: dict = {"config": {"rounds": args.rounds, "clients": args.clients, "seed": args.seed, "lr": 0.1,
                                "local_epochs": 1, "batch_size": 32, "model": "MLP 64-32-10",
                                "data": "sklearn digits, stratified 75/25 (seed 0), IID partition"},
-                    "machine": machine_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                    "machine": machine_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "inprocess": {}, "inprocess_runs": {}}
     print(f"FedAvg, {args.clients} clients x {args.rounds} rounds; load average "
           f"{result['machine']['loadavg_at_start'][0]:.2f}", flush=True)
 
-    ip_runs = run_inprocess(args, npz)
-    result["inprocess"] = summarise(ip_runs, "peak_rss_mib")
-    result["inprocess_runs"] = [{k: v for k, v in r.items() if k != "final_params"} for r in ip_runs]
+    final_params = {}
+    for threads in thread_settings:
+        runs = run_inprocess(args, npz, threads)
+        key = _label(threads)
+        result["inprocess"][key] = {**summarise(runs, "peak_rss_mib"), "torch_threads": runs[0]["torch_threads"]}
+        result["inprocess_runs"][key] = [{k: v for k, v in r.items() if k != "final_params"} for r in runs]
+        final_params[key] = runs[0]["final_params"]
     if py is not None:
         ray_runs = run_ray(args, py, npz, work)
         result["ray"] = summarise(ray_runs, "peak_rss_sum_mib")
         result["ray"]["peak_rss_concurrent_mib"] = _median(ray_runs, "peak_rss_concurrent_mib")
         result["ray_runs"] = [{k: v for k, v in r.items() if k != "final_params"} for r in ray_runs]
         result["versions"] = ray_runs[0]["versions"]
-        a, b = ip_runs[0]["final_params"], ray_runs[0]["final_params"]
-        result["final_params_max_abs_diff"] = (max(abs(x - y) for x, y in zip(a, b, strict=True))
-                                               if a and b and len(a) == len(b) else None)
-        result["ratios"] = {"wall_job": result["ray"]["run_s"] / result["inprocess"]["run_s"],
-                            "wall_process": result["ray"]["process_s"] / result["inprocess"]["process_s"],
-                            "peak_rss": result["ray"]["peak_rss_mib"] / result["inprocess"]["peak_rss_mib"]}
-        result["goal_10x_met"] = result["ratios"]["wall_job"] >= 10.0
+        final_params["ray"] = ray_runs[0]["final_params"]
+        result["ratios"] = {key: {"wall_job": result["ray"]["run_s"] / ip["run_s"],
+                                  "wall_process": result["ray"]["process_s"] / ip["process_s"],
+                                  "steady_round": result["ray"]["steady_round_s"] / ip["steady_round_s"],
+                                  "peak_rss": result["ray"]["peak_rss_mib"] / ip["peak_rss_mib"],
+                                  "goal_10x_met": result["ray"]["run_s"] / ip["run_s"] >= 10.0}
+                            for key, ip in result["inprocess"].items()}
     else:
         result["ray"], result["ray_unavailable"] = None, why
+    ref = next(iter(final_params.values()), None)
+    result["final_params_max_abs_diff_vs_first"] = {
+        k: max(abs(x - y) for x, y in zip(ref, v, strict=True)) for k, v in final_params.items()}
     result["machine"]["loadavg_at_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 
     print()
     print(markdown(result))
-    if result.get("ray"):
-        r = result["ratios"]
-        print(f"\nfinal accuracy: in-process {result['inprocess']['final_accuracy']:.4f}, Flower+Ray "
-              f"{result['ray']['final_accuracy']:.4f}; max |param difference| "
-              f"{result['final_params_max_abs_diff']}")
-        print(f"peak RSS: Ray {r['peak_rss']:.1f}x the in-process process (largest concurrent total "
-              f"{result['ray']['peak_rss_concurrent_mib']:.0f} MiB); versions {result['versions']}")
-        print(f"goal 'in-process at least 10x faster' (job wall): {'met' if result['goal_10x_met'] else 'NOT met'}"
-              f" ({r['wall_job']:.1f}x)")
+    print("\nfinal accuracy: " + ", ".join(
+        [f"in-process ({k}) {v['final_accuracy']:.4f}" for k, v in result["inprocess"].items()]
+        + ([f"Flower+Ray {result['ray']['final_accuracy']:.4f}"] if result["ray"] else [])))
+    print(f"max |final parameter difference| vs the first row: {result['final_params_max_abs_diff_vs_first']}")
+    if result["ray"]:
+        print(f"Ray peak RSS: sum of per-process peaks {result['ray']['peak_rss_mib']:.0f} MiB, largest "
+              f"concurrent total {result['ray']['peak_rss_concurrent_mib']:.0f} MiB; versions {result['versions']}")
+        for key, r in result["ratios"].items():
+            print(f"goal 'in-process at least 10x faster' (job wall, torch threads {key}): "
+                  f"{'met' if r['goal_10x_met'] else 'NOT met'} ({r['wall_job']:.1f}x)")
+    elif not args.skip_ray:
+        print(f"Flower/Ray side NOT run: {why.splitlines()[0]}; create the benchmark venv with: {SETUP_CMD}")
     print(f"raw results: {args.out}")
     return 0 if py is not None or args.skip_ray else 2
 

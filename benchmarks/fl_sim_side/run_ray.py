@@ -175,6 +175,7 @@ def main() -> int:
         "rounds_done": len(rounds),
         "round_seconds_sum": sum(r["metrics"].get("round_seconds", 0.0) for r in rounds),
         "accuracy_per_round": [r["metrics"].get("accuracy") for r in rounds],
+        "round_seconds": [r["metrics"].get("round_seconds") for r in rounds],
         "final_params": payload.get("final_params"),
         **monitor.summary(),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "flwr": flwr.__version__,
