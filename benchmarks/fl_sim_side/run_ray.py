@@ -73,7 +73,10 @@ class TreeMonitor(threading.Thread):
         for p in procs:
             try:
                 rss = p.memory_info().rss
-                if p.pid not in self.kind:
+            except ps.Error:  # exited between the listing and the read
+                continue
+            if self.kind.get(p.pid, "?") in ("?", "python"):  # a process caught mid-exec has no cmdline yet
+                try:
                     cmd = p.cmdline()
                     if p.pid == self.root.pid:
                         self.kind[p.pid] = "driver"
@@ -82,8 +85,8 @@ class TreeMonitor(threading.Thread):
                     else:
                         self.kind[p.pid] = _kind(p.name(), cmd)
                     self.cmd[p.pid] = " ".join(cmd)[:160]
-            except ps.Error:  # exited between the listing and the read
-                continue
+                except ps.Error:
+                    pass
             total += rss
             self.peak[p.pid] = max(self.peak.get(p.pid, 0), rss)
         self.peak_concurrent = max(self.peak_concurrent, total)
