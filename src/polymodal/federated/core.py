@@ -165,7 +165,9 @@ class Simulator:
     ``clients_per_round``: how many clients are sampled each round (all when None). ``byzantine``: ids of
     clients whose uploads the ``attack`` replaces (omniscient attacker: it sees the honest uploads of the round).
     ``evaluate(params) -> dict`` is called every ``eval_every`` rounds and after the last one.
-    ``client_timeout``: replies that took longer (seconds) are discarded as late. ``evaluate_clients``: at the
+    ``client_timeout``: replies that took longer (seconds) are discarded as late. Clients train tiny models one
+    after another: call ``torch.set_num_threads(1)`` first on a shared CPU (the recipes' ``threads`` setting does;
+    benchmarks/fl_engine.py measured 0.44 s vs 16 s for the same job on a loaded 2-core box). ``evaluate_clients``: at the
     same rounds, every client with a local test split evaluates the global parameters on it (personalised
     evaluation: mean and worst client accuracy).
     """

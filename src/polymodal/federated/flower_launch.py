@@ -163,7 +163,7 @@ def launch_local_federation(n_supernodes: int = 3, rounds: int = 2, *, seed: int
         d.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     bindir = str(Path(sys.executable).parent)  # flower-superexec / flwr-serverapp / flwr-clientapp live here
-    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1",
            "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env.setdefault(var, "1")  # N client processes share the CPU; tiny MLPs gain nothing from threads
