@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from polymodal.core.errors import ConfigError
-from polymodal.federated.aggregators import check_vectors
+from polymodal.federated.aggregators import _check_count, check_vectors
 
 __all__ = [
     "ATTACKS",
@@ -46,14 +46,6 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "ipm": ("eps",),
     "label_flip": (),
 }
-
-
-def _check_count(value: object, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_real(value: object, name: str, minimum: float | None = None) -> float:

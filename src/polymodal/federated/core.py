@@ -150,6 +150,26 @@ class TorchClient:
         return {"accuracy": float((pred == self.y_test).float().mean())}
 
 
+def substitute_byzantine(results: dict[int, FitResult], byzantine: set[int], attack: str, attack_kwargs: dict,
+                         seed: int, rnd: int) -> dict[int, FitResult]:
+    """Replace the Byzantine clients' uploads by the attack, forged from the round's honest uploads (an
+    omniscient attacker), seeded by (seed, round). Shared by the Simulator and the Flower strategy so both
+    produce the same vectors. ``label_flip`` acts on data, so uploads are left as they are."""
+    byz = [c for c in results if c in byzantine]
+    if not byz or attack in ("none", "label_flip"):
+        return results
+    honest = [c for c in results if c not in byzantine]
+    if not honest:
+        return results
+    gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, rnd, 0xA7]).integers(2**31)))
+    forged = apply_attack(attack, torch.stack([results[c].vector for c in honest]),
+                          torch.stack([results[c].vector for c in byz]), len(results), gen, **attack_kwargs)
+    out = dict(results)
+    for k, c in enumerate(byz):
+        out[c] = FitResult(forged[k], results[c].num_examples, {**results[c].metrics, "byzantine": 1.0})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- simulator
 @dataclass
 class RoundLog:
@@ -233,20 +253,7 @@ class Simulator:
         return results, dropped
 
     def _apply_attack(self, rnd: int, results: dict[int, FitResult]) -> dict[int, FitResult]:
-        byz = [c for c in results if c in self.byzantine]
-        if not byz or self.attack in ("none", "label_flip"):
-            return results
-        honest = [c for c in results if c not in self.byzantine]
-        if not honest:
-            return results
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, rnd, 0xA7]).integers(2**31)))
-        forged = apply_attack(self.attack, torch.stack([results[c].vector for c in honest]),
-                              torch.stack([results[c].vector for c in byz]), len(results), gen,
-                              **self.attack_kwargs)
-        out = dict(results)
-        for k, c in enumerate(byz):
-            out[c] = FitResult(forged[k], results[c].num_examples, {**results[c].metrics, "byzantine": 1.0})
-        return out
+        return substitute_byzantine(results, self.byzantine, self.attack, self.attack_kwargs, self.seed, rnd)
 
     def step(self, *, force_eval: bool = False) -> RoundLog:
         """Run one round and return its log (evaluated every ``eval_every`` rounds, or when ``force_eval``)."""

@@ -39,7 +39,7 @@ import torch
 from polymodal.core.errors import ConfigError, PolymodalError
 from polymodal.core.offline import MissingDependencyError
 from polymodal.federated.attacks import apply_attack
-from polymodal.federated.core import Client, FitResult, RoundLog, Strategy
+from polymodal.federated.core import Client, FitResult, RoundLog, Strategy, substitute_byzantine
 
 try:
     from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -360,21 +360,8 @@ class PolymodalFlowerStrategy(FlwrStrategy):
         return results, dropped
 
     def _apply_attack(self, rnd: int, results: dict[int, FitResult]) -> dict[int, FitResult]:
-        """Byzantine uploads replaced by the attack: the same rule and seed as ``Simulator._apply_attack``."""
-        byz = [c for c in results if c in self.byzantine]
-        if not byz or self.attack in ("none", "label_flip"):
-            return results
-        honest = [c for c in results if c not in self.byzantine]
-        if not honest:
-            return results
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, rnd, 0xA7]).integers(2**31)))
-        forged = apply_attack(self.attack, torch.stack([results[c].vector for c in honest]),
-                              torch.stack([results[c].vector for c in byz]), len(results), gen,
-                              **self.attack_kwargs)
-        out = dict(results)
-        for k, c in enumerate(byz):
-            out[c] = FitResult(forged[k], results[c].num_examples, {**results[c].metrics, "byzantine": 1.0})
-        return out
+        """Byzantine uploads replaced by the attack: the same function and seed as the Simulator."""
+        return substitute_byzantine(results, self.byzantine, self.attack, self.attack_kwargs, self.seed, rnd)
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
