@@ -75,7 +75,7 @@ def run_in_dir(run_dir: Path | str) -> dict[str, Any]:
     rows = [{
         "method": name,
         "metrics": {k: float(v) for k, v in metrics.items()},
-        "train_seconds": float(result.train_seconds or wall) / len(named),
+        "train_seconds": float(result.row_seconds.get(name, (result.train_seconds or wall) / len(named))),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     } for name, metrics in named.items()]
     out = {"recipe": recipe.name, "primary_metric": recipe.primary_metric, "rows": rows, "extra": result.extra}

@@ -51,6 +51,8 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     #: a grid recipe's rows (name -> metrics), e.g. {"nafl/krum/alie": {...}}; empty: one row named by the recipe
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: seconds each grid row took (default: ``train_seconds`` shared equally)
+    row_seconds: dict[str, float] = field(default_factory=dict)
 
 
 RunFn = Callable[[RecipeConfig, "Run"], Result]

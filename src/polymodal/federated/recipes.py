@@ -184,6 +184,7 @@ def run_grid(cfg: FLGridConfig, run: Run, optimizer: str) -> Result:
             bar.advance()
     rows = {n: d["metrics"] for n, d in done.items()}
     return Result(metrics=next(iter(rows.values())), rows=rows, train_seconds=time.perf_counter() - t0,
+                  row_seconds={n: d["seconds"] for n, d in done.items()},
                   extra={"curves": {n: d["curve"] for n, d in done.items()}, "target_frac": cfg.target_frac,
                          "cell_seconds": {n: round(d["seconds"], 3) for n, d in done.items()}})
 
