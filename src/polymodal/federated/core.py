@@ -170,6 +170,22 @@ def substitute_byzantine(results: dict[int, FitResult], byzantine: set[int], att
     return out
 
 
+def aggregate_round(strategy: Strategy, params: torch.Tensor, results: dict[int, FitResult], byzantine: set[int],
+                    attack: str, attack_kwargs: dict, seed: int, rnd: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """Attack substitution, then the strategy's aggregation in client-id order, plus the honest training loss.
+    One function for the Simulator and the Flower strategy, so both compute the same round."""
+    if not results:
+        return params, {}
+    results = substitute_byzantine(results, byzantine, attack, attack_kwargs, seed, rnd)
+    ordered = [(c, results[c]) for c in sorted(results)]
+    new, metrics = strategy.aggregate_fit(rnd, params, ordered)
+    metrics = dict(metrics)
+    losses = [r.metrics["loss"] for c, r in ordered if c not in byzantine and "loss" in r.metrics]
+    if losses:
+        metrics["train_loss"] = float(np.mean(losses))
+    return new, metrics
+
+
 # ---------------------------------------------------------------------------------------------- simulator
 @dataclass
 class RoundLog:
@@ -252,9 +268,6 @@ class Simulator:
                 results[cid] = res
         return results, dropped
 
-    def _apply_attack(self, rnd: int, results: dict[int, FitResult]) -> dict[int, FitResult]:
-        return substitute_byzantine(results, self.byzantine, self.attack, self.attack_kwargs, self.seed, rnd)
-
     def step(self, *, force_eval: bool = False) -> RoundLog:
         """Run one round and return its log (evaluated every ``eval_every`` rounds, or when ``force_eval``)."""
         rnd = self.round
@@ -263,14 +276,9 @@ class Simulator:
         download, config = self.strategy.configure_fit(rnd, self.params)
         results, dropped = self._fit_all(rnd, sampled, download, config)
         metrics: dict[str, float] = {"clients": float(len(results)), "dropped": float(len(dropped))}
-        if results:
-            results = self._apply_attack(rnd, results)
-            ordered = [(c, results[c]) for c in sorted(results)]
-            self.params, agg_metrics = self.strategy.aggregate_fit(rnd, self.params, ordered)
-            metrics.update(agg_metrics)
-            honest_losses = [r.metrics["loss"] for c, r in ordered if c not in self.byzantine and "loss" in r.metrics]
-            if honest_losses:
-                metrics["train_loss"] = float(np.mean(honest_losses))
+        self.params, round_metrics = aggregate_round(self.strategy, self.params, results, self.byzantine,
+                                                     self.attack, self.attack_kwargs, self.seed, rnd)
+        metrics.update(round_metrics)
         d = int(download.numel())
         metrics["bytes_down"] = float(4 * d * len(sampled))
         metrics["bytes_up"] = float(4 * d * len(results))

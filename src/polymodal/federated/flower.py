@@ -39,7 +39,7 @@ import torch
 from polymodal.core.errors import ConfigError, PolymodalError
 from polymodal.core.offline import MissingDependencyError
 from polymodal.federated.attacks import apply_attack
-from polymodal.federated.core import Client, FitResult, RoundLog, Strategy, substitute_byzantine
+from polymodal.federated.core import Client, FitResult, RoundLog, Strategy, aggregate_round
 
 try:
     from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -359,10 +359,6 @@ class PolymodalFlowerStrategy(FlwrStrategy):
             dropped[f"node-{node}" if cid is None else cid] = f"timeout: no reply {within}"
         return results, dropped
 
-    def _apply_attack(self, rnd: int, results: dict[int, FitResult]) -> dict[int, FitResult]:
-        """Byzantine uploads replaced by the attack: the same function and seed as the Simulator."""
-        return substitute_byzantine(results, self.byzantine, self.attack, self.attack_kwargs, self.seed, rnd)
-
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Drop failed / late / malformed / non-finite replies, apply the attack, call the polymodal
@@ -371,14 +367,9 @@ class PolymodalFlowerStrategy(FlwrStrategy):
         assert self.params is not None and self._download is not None
         results, dropped = self._collect(replies)
         metrics: dict[str, float] = {"clients": float(len(results)), "dropped": float(len(dropped))}
-        if results:
-            results = self._apply_attack(rnd, results)
-            ordered = [(c, results[c]) for c in sorted(results)]
-            self.params, agg_metrics = self.strategy.aggregate_fit(rnd, self.params, ordered)
-            metrics.update(agg_metrics)
-            honest = [r.metrics["loss"] for c, r in ordered if c not in self.byzantine and "loss" in r.metrics]
-            if honest:
-                metrics["train_loss"] = float(np.mean(honest))
+        self.params, round_metrics = aggregate_round(self.strategy, self.params, results, self.byzantine,
+                                                     self.attack, self.attack_kwargs, self.seed, rnd)
+        metrics.update(round_metrics)
         d = int(self._download.numel())
         metrics["bytes_down"] = float(4 * d * len(self._sent))
         metrics["bytes_up"] = float(4 * d * len(results))
