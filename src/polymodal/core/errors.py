@@ -37,3 +37,15 @@ class UnknownRecipeError(PolymodalError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def read_input_bytes(path) -> bytes:
+    """A user's input file as bytes; a missing or unreadable file is a DataFormatError naming it."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read the file: {e}") from None

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from polymodal.core.datasets import dataset_dir
-from polymodal.core.errors import ConfigError, DataFormatError, PolymodalError
+from polymodal.core.errors import ConfigError, DataFormatError, PolymodalError, read_input_bytes
 from polymodal.core.offline import MissingDependencyError
 
 __all__ = [
@@ -352,12 +352,7 @@ IDX_LABELS_MAGIC = 2049
 
 def _read_bytes(path: Path) -> bytes:
     """File content, gunzipped when it starts with the gzip magic (whatever its name)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except OSError as e:
-        raise DataFormatError(path, f"cannot read the file: {e}") from None
+    raw = read_input_bytes(path)
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)

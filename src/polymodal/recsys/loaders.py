@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.core.errors import DataFormatError
+from polymodal.core.errors import DataFormatError, read_input_bytes
 from polymodal.recsys.data import InteractionData, RawInteractions
 from polymodal.recsys.splits import apply_filters, split_mmrec
 
@@ -47,12 +47,7 @@ _MMREC_LABEL = "x_label"
 
 def _read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 text file without line terminators (``\\n`` or ``\\r\\n``)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except OSError as e:
-        raise DataFormatError(path, f"cannot read the file: {e}") from None
+    data = read_input_bytes(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
