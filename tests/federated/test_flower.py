@@ -2,7 +2,6 @@
 in-process Grid and through a real local deployment (SuperLink + 3 SuperNodes as separate processes)."""
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,7 @@ import torch
 
 flwr = pytest.importorskip("flwr")
 
-from flwr.app import Context, Message, RecordDict  # noqa: E402
-from flwr.serverapp import Grid  # noqa: E402
+from flower_testing import InProcessGrid  # noqa: E402
 
 from polymodal.federated import flower_apps as fa  # noqa: E402
 from polymodal.federated.core import Simulator  # noqa: E402
@@ -23,53 +21,6 @@ from polymodal.federated.strategies import FedAvg  # noqa: E402
 # Both paths ship float32 vectors losslessly, seed every client with default_rng([seed, round, cid]) and aggregate
 # in client-id order, so the results are bit-identical; 1e-6 only guards against a platform's float noise.
 TOL = 1e-6
-
-
-class InProcessGrid(Grid):
-    """Flower's Grid without a SuperLink: a pushed message is handled at once by the ClientApp with the node's
-    Context (internal API: message ids are set like flwr's InMemoryGrid does; pinned to flwr 1.41.0)."""
-
-    def __init__(self, client_app, n, run_config):
-        self.app, self.replies = client_app, {}
-        # node ids deliberately unrelated to partition ids, so the strategy must learn the mapping
-        self.nodes = {7000 - 13 * i: Context(1, 7000 - 13 * i, {"partition-id": i, "num-partitions": n},
-                                             RecordDict(), dict(run_config)) for i in range(n)}
-
-    def set_run(self, run):
-        self._run = run
-
-    @property
-    def run(self):
-        return self._run
-
-    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
-        return Message(content, dst_node_id, message_type, group_id=group_id, ttl=ttl)
-
-    def get_node_ids(self):
-        return list(self.nodes)
-
-    def push_messages(self, messages):
-        ids = []
-        for msg in messages:
-            msg.metadata.__dict__["_message_id"] = mid = uuid.uuid4().hex
-            self.replies[mid] = self.app(msg, self.nodes[msg.metadata.dst_node_id])
-            ids.append(mid)
-        return ids
-
-    def pull_messages(self, message_ids):
-        return [self.replies.pop(i) for i in message_ids if i in self.replies]
-
-    def send_and_receive(self, messages, *, timeout=None):
-        return self.pull_messages(self.push_messages(messages))
-
-
-@pytest.fixture
-def task_identity(monkeypatch):
-    """Messages built outside a Flower runtime need the task identity Flower's runtime would set."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for attr in ("_run_id", "_node_id", "_task_id"):
-        monkeypatch.setattr(TaskIdentity, attr, 1)
 
 
 RUN_CONFIG = {"num-server-rounds": 2, "num-partitions": 3, "seed": 0}

@@ -156,9 +156,15 @@ class Run:
                 break  # a line cut by a kill: everything after it is lost anyway
         return rows
 
-    def truncate_metrics(self, last_step: int) -> None:
-        """Keep only lines with ``step <= last_step`` (used when resuming from a checkpoint)."""
-        rows = [r for r in self.read_metrics() if r.get("step", -1) <= last_step]
+    def truncate_metrics(self, last_step: int, match: dict[str, Any] | None = None) -> None:
+        """Keep only lines with ``step <= last_step`` (used when resuming from a checkpoint); with ``match``, only
+        lines holding those key/values are candidates for removal (one method of a multi-method run)."""
+        def keep(r: dict[str, Any]) -> bool:
+            if match and any(r.get(k) != v for k, v in match.items()):
+                return True
+            return r.get("step", -1) <= last_step
+
+        rows = [r for r in self.read_metrics() if keep(r)]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # ------------------------------------------------------------------ checkpoints

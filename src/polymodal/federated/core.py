@@ -8,6 +8,20 @@ the run folder and a checkpoint, so ``resume`` continues exactly where a killed 
 
 Models travel as flat float32 vectors (``parameters_to_vector`` order), which is what robust aggregators and
 attacks operate on, and what the Flower adapter ships as one array.
+
+Stateful and multi-phase algorithms (FedSM, FedPall, CO-PFL and the personalised baselines) use four optional
+hooks, honoured identically by the Simulator and the Flower strategy:
+
+- ``FitResult.arrays``: named extra uploads (prototypes, counts, masks, features); a strategy whose uploads do
+  not have the download's shape sets ``upload_like_download = False`` (then only finiteness is checked).
+- ``Client.state_dict() / load_state_dict()``: a client's personal state (personal layers, masks, momentum),
+  saved in the Simulator's checkpoint and, under Flower, in the SuperNode's ``context.state`` between messages.
+- ``Strategy.post_round(rnd, params, exchange) -> (params, metrics)``: extra phases after aggregation (FedSM's
+  classifier re-training); ``exchange(client_ids or None for all, download, config)`` runs ``fit`` on those
+  clients over whatever transport the engine has and returns their results.
+- ``Strategy.evaluation(rnd, params, evaluate) -> metrics``: what central evaluation reports (FedSM evaluates
+  the backbone with several re-trained heads); ``Client.evaluate(params, config)`` is the personalised
+  evaluation on a client's own test split (``evaluate_clients=True``), combined by :func:`combine_client_evals`.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ import torch
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.core.runs import Run
+from polymodal.core.runs import CHECKPOINT_NAME, Run
 from polymodal.federated.attacks import apply_attack
 
 
@@ -34,6 +48,15 @@ class FitResult:
     vector: torch.Tensor
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
+    #: named extra uploads (e.g. per-class feature means and counts); travel as extra arrays under Flower
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def numel(self) -> int:
+        return int(self.vector.numel()) + sum(int(a.numel()) for a in self.arrays.values())
+
+    def is_finite(self) -> bool:
+        return bool(torch.isfinite(self.vector).all()) and all(
+            bool(torch.isfinite(a).all()) for a in self.arrays.values() if a.is_floating_point())
 
 
 class Client(Protocol):
@@ -41,6 +64,10 @@ class Client(Protocol):
     num_examples: int
 
     def fit(self, download: torch.Tensor, config: dict[str, Any], rng: np.random.Generator) -> FitResult: ...
+
+
+#: ``exchange(client_ids | None, download, config) -> {cid: FitResult}``: an extra phase run by the engine
+Exchange = Callable[[Sequence[int] | None, torch.Tensor, dict[str, Any]], dict[int, FitResult]]
 
 
 class Strategy(Protocol):
@@ -138,7 +165,7 @@ class TorchClient:
         return FitResult(vec, self.num_examples, {"loss": total / max(steps, 1), "steps": steps})
 
 
-    def evaluate(self, params: torch.Tensor) -> dict[str, float] | None:
+    def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
         """Accuracy of ``params`` on this client's own test split (personalised evaluation); None without one."""
         if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
             return None
@@ -147,7 +174,45 @@ class TorchClient:
         model.eval()
         with torch.no_grad():
             pred = model(self.x_test.to(self.device)).argmax(1).cpu()
-        return {"accuracy": float((pred == self.y_test).float().mean())}
+        correct = int((pred == self.y_test).sum())
+        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+
+
+def combine_client_evals(evals: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Personalised accuracy over clients (spec 4.4): ``personal_accuracy`` = total correct / total test samples
+    (when clients report ``correct``/``total``), ``personal_accuracy_mean`` the unweighted client mean, plus
+    min / std and each client's accuracy as ``client_accuracy/<cid>``. Shared by the Simulator and Flower."""
+    if not evals:
+        return {}
+    accs = {c: float(e["accuracy"]) for c, e in sorted(evals.items())}
+    out = {"personal_accuracy_mean": float(np.mean(list(accs.values()))),
+           "personal_accuracy_min": float(min(accs.values())),
+           "personal_accuracy_std": float(np.std(list(accs.values())))}
+    if all("correct" in e and "total" in e for e in evals.values()):
+        total = sum(float(e["total"]) for e in evals.values())
+        out["personal_accuracy"] = sum(float(e["correct"]) for e in evals.values()) / max(total, 1.0)
+    else:
+        out["personal_accuracy"] = out["personal_accuracy_mean"]
+    out.update({f"client_accuracy/{c}": a for c, a in accs.items()})
+    return out
+
+
+def check_upload(res: FitResult, download: torch.Tensor, strategy: Any) -> str | None:
+    """Why an upload must be dropped (None when it is fine): the Simulator's and the Flower strategy's check."""
+    if getattr(strategy, "upload_like_download", True) and res.vector.shape != download.shape:
+        return f"bad shape: {tuple(res.vector.shape)} != {tuple(download.shape)}"
+    if not res.is_finite():
+        return "non-finite values in the update"
+    return None
+
+
+def central_evaluation(strategy: Any, rnd: int, params: torch.Tensor,
+                       evaluate: Callable[[torch.Tensor], dict[str, float]] | None) -> dict[str, float]:
+    """The strategy's ``evaluation`` hook when it has one (e.g. FedSM's re-trained heads), else ``evaluate``."""
+    hook = getattr(strategy, "evaluation", None)
+    if hook is not None:
+        return dict(hook(rnd, params, evaluate))
+    return dict(evaluate(params)) if evaluate is not None else {}
 
 
 def substitute_byzantine(results: dict[int, FitResult], byzantine: set[int], attack: str, attack_kwargs: dict,
@@ -184,6 +249,13 @@ def aggregate_round(strategy: Strategy, params: torch.Tensor, results: dict[int,
     if losses:
         metrics["train_loss"] = float(np.mean(losses))
     return new, metrics
+
+
+def client_rng(seed: int, rnd: int, cid: int, phase: int = 0) -> np.random.Generator:
+    """The generator client ``cid`` gets in round ``rnd`` (``phase`` > 0: the k-th extra exchange of the round,
+    see ``Strategy.post_round``). The Simulator and the Flower client app both use it, so runs match."""
+    key = [seed, rnd, cid] if phase == 0 else [seed, rnd, cid, phase]
+    return np.random.default_rng(key)
 
 
 # ---------------------------------------------------------------------------------------------- simulator
@@ -235,6 +307,8 @@ class Simulator:
         self.evaluate_clients = evaluate_clients
         self.round = 0
         self.history: list[RoundLog] = []
+        self._bytes_up = self._bytes_down = 0
+        self._late_dropped: dict[int, str] = {}
         strategy.initialize(self.params)
 
     def _sample(self, rnd: int) -> list[int]:
@@ -244,13 +318,13 @@ class Simulator:
         rng = np.random.default_rng([self.seed, rnd, 0xC1])
         return sorted(int(i) for i in rng.choice(ids, size=self.clients_per_round, replace=False))
 
-    def _fit_all(self, rnd: int, sampled: list[int], download: torch.Tensor,
-                 config: dict[str, Any]) -> tuple[dict[int, FitResult], dict[int, str]]:
+    def _fit_all(self, rnd: int, sampled: Sequence[int], download: torch.Tensor, config: dict[str, Any],
+                 phase: int = 0) -> tuple[dict[int, FitResult], dict[int, str]]:
         results, dropped = {}, {}
         for cid in sampled:
             # numpy rng only: torch.manual_seed costs ~10 ms (it queues CUDA/XPU seeding); a client that needs
             # torch randomness makes a torch.Generator from this rng
-            rng = np.random.default_rng([self.seed, rnd, cid])
+            rng = client_rng(self.seed, rnd, cid, phase)
             t0 = time.perf_counter()
             try:
                 res = self.clients[cid].fit(download.clone(), dict(config), rng)
@@ -258,20 +332,38 @@ class Simulator:
                 dropped[cid] = f"error: {type(exc).__name__}: {exc}"
                 continue
             took = time.perf_counter() - t0
+            reason = check_upload(res, download, self.strategy)
             if self.client_timeout is not None and took > self.client_timeout:
                 dropped[cid] = f"timeout: replied after {took:.2f} s > {self.client_timeout:g} s"
-            elif res.vector.shape != download.shape:
-                dropped[cid] = f"bad shape: {tuple(res.vector.shape)} != {tuple(download.shape)}"
-            elif not torch.isfinite(res.vector).all():
-                dropped[cid] = "non-finite values in the update"
+            elif reason is not None:
+                dropped[cid] = reason
             else:
                 results[cid] = res
+            self._bytes_up += 4 * (res.numel() if cid in results else 0)
+        self._bytes_down += 4 * int(download.numel()) * len(sampled)
         return results, dropped
+
+    def _exchange(self, rnd: int) -> Exchange:
+        """The ``exchange`` handed to ``strategy.post_round``: phase k of the round seeds clients with
+        ``client_rng(seed, rnd, cid, k)``; dropped clients are recorded in the round's log."""
+        phase = [0]
+
+        def exchange(ids: Sequence[int] | None, download: torch.Tensor, config: dict[str, Any]
+                     ) -> dict[int, FitResult]:
+            phase[0] += 1
+            targets = sorted(self.clients) if ids is None else sorted(int(i) for i in ids)
+            results, dropped = self._fit_all(rnd, targets, download, config, phase[0])
+            self._late_dropped.update({c: f"phase {phase[0]}: {why}" for c, why in dropped.items()})
+            return results
+
+        return exchange
 
     def step(self, *, force_eval: bool = False) -> RoundLog:
         """Run one round and return its log (evaluated every ``eval_every`` rounds, or when ``force_eval``)."""
         rnd = self.round
         t0 = time.perf_counter()
+        self._bytes_up = self._bytes_down = 0
+        self._late_dropped: dict[int, str] = {}
         sampled = self._sample(rnd)
         download, config = self.strategy.configure_fit(rnd, self.params)
         results, dropped = self._fit_all(rnd, sampled, download, config)
@@ -279,17 +371,24 @@ class Simulator:
         self.params, round_metrics = aggregate_round(self.strategy, self.params, results, self.byzantine,
                                                      self.attack, self.attack_kwargs, self.seed, rnd)
         metrics.update(round_metrics)
-        d = int(download.numel())
-        metrics["bytes_down"] = float(4 * d * len(sampled))
-        metrics["bytes_up"] = float(4 * d * len(results))
+        post = getattr(self.strategy, "post_round", None)
+        if post is not None:
+            self.params, post_metrics = post(rnd, self.params, self._exchange(rnd))
+            metrics.update(post_metrics)
+            dropped.update({c: why for c, why in self._late_dropped.items() if c not in dropped})
+        metrics["bytes_down"] = float(self._bytes_down)
+        metrics["bytes_up"] = float(self._bytes_up)
         due = (rnd + 1) % self.eval_every == 0 or force_eval
-        if self.evaluate is not None and due:
-            metrics.update(self.evaluate(self.params))
+        if due:
+            metrics.update(central_evaluation(self.strategy, rnd, self.params, self.evaluate))
         if self.evaluate_clients and due:
-            accs = [r["accuracy"] for c in self.clients.values() if hasattr(c, "evaluate")
-                    and (r := c.evaluate(self.params)) is not None]
-            if accs:
-                metrics.update(personal_accuracy_mean=float(np.mean(accs)), personal_accuracy_min=float(min(accs)))
+            evals = {}
+            for cid, c in sorted(self.clients.items()):
+                if hasattr(c, "evaluate"):
+                    r = c.evaluate(self.params.clone(), {"round": rnd, "seed": self.seed})
+                    if r is not None:
+                        evals[cid] = r
+            metrics.update(combine_client_evals(evals))
         metrics["round_seconds"] = time.perf_counter() - t0
         log = RoundLog(rnd, sampled, dropped, metrics)
         self.history.append(log)
@@ -298,29 +397,38 @@ class Simulator:
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        clients = {str(cid): c.state_dict() for cid, c in self.clients.items() if hasattr(c, "state_dict")}
         return {"round": self.round, "params": self.params.clone(), "strategy": self.strategy.state_dict(),
-                "history": [vars(h) for h in self.history]}
+                "history": [vars(h) for h in self.history], "clients": clients}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.round = int(state["round"])
         self.params = state["params"].clone()
         self.strategy.load_state_dict(state["strategy"])
         self.history = [RoundLog(**h) for h in state["history"]]
+        for cid, cstate in state.get("clients", {}).items():
+            self.clients[int(cid)].load_state_dict(cstate)
 
-    def run(self, rounds: int, run: Run | None = None, *, on_round: Callable[[RoundLog], None] | None = None
-            ) -> list[RoundLog]:
-        """Run until ``rounds`` rounds are done, resuming from ``run``'s checkpoint when it has one."""
+    def run(self, rounds: int, run: Run | None = None, *, on_round: Callable[[RoundLog], None] | None = None,
+            checkpoint: str | None = None, tag: dict[str, Any] | None = None) -> list[RoundLog]:
+        """Run until ``rounds`` rounds are done, resuming from ``run``'s checkpoint when it has one.
+
+        ``checkpoint``: the checkpoint file name (several federations in one run folder use one each); ``tag``:
+        key/values added to every ``metrics.jsonl`` line (e.g. ``{"method": "fedsm"}``), so a resume only
+        truncates this federation's lines."""
+        name = checkpoint or CHECKPOINT_NAME
         if run is not None:
-            ckpt = run.load_checkpoint()
+            ckpt = run.load_checkpoint(name)
             if ckpt is not None:
                 self.load_state(ckpt)
-                run.truncate_metrics(self.round - 1)
+                run.truncate_metrics(self.round - 1, match=tag)
                 run.note_resume(self.round - 1)
         while self.round < rounds:
             log = self.step(force_eval=self.round == rounds - 1)
             if run is not None:
-                run.log(log.round, **log.metrics, dropped_clients=dict(log.dropped) or None)
-                run.save_checkpoint(self.state())
+                run.log(log.round, **(tag or {}), **log.metrics,
+                        dropped_clients={str(k): v for k, v in log.dropped.items()} or None)
+                run.save_checkpoint(self.state(), name)
             if on_round is not None:
                 on_round(log)
         return self.history
