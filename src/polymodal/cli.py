@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fl", help="federated engine on Flower: launch a local federation (needs flwr==1.41.0)")
     fsub = p.add_subparsers(dest="fl_command", metavar="ACTION")
-    f = fsub.add_parser("launch", help="FedAvg or Byrd-NAFL on digits over a local SuperLink + N SuperNodes")
+    f = fsub.add_parser("launch", help="a federated method over a local SuperLink + N SuperNodes (FedAvg / Byrd-NAFL "
+                                       "on digits, or --recipe fedsm|fedpall|co-pfl)")
     f.add_argument("--supernodes", type=int, default=3, help="number of SuperNodes = clients (default 3)")
     f.add_argument("--rounds", type=int, default=2, help="federated rounds (default 2)")
     f.add_argument("--seed", type=int, default=0)
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--aggregator", default="mean", help="mean, coordinate_median, krum, geometric_median, ...")
     f.add_argument("--attack", default="none", help="none, sign_flip, alie, gaussian, ipm, zero_gradient, label_flip")
     f.add_argument("--n-byzantine", type=int, default=0, help="clients 0..n-1 are Byzantine (default 0)")
+    f.add_argument("--recipe", default="", help="run a method of this federated recipe instead (fedsm, fedpall, "
+                   "co-pfl): clients and rounds come from its --quick config plus --set")
+    f.add_argument("--method", default="", help="the recipe's method to run (default: the recipe's own), e.g. "
+                   "fedprox, fedbn, ditto")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the recipe's config (repeatable), e.g. --set rounds=5")
+    f.add_argument("--full", action="store_true", help="start from the recipe's full config, not its --quick one")
     return parser
 
 
@@ -290,23 +298,33 @@ def cmd_fl(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from polymodal.core.config import parse_overrides
     from polymodal.federated.flower_launch import launch_local_federation
 
-    print(f"starting flower-superlink + {args.supernodes} flower-supernode processes on 127.0.0.1 ...",
-          file=sys.stderr)
+    overrides = parse_overrides(args.overrides)
+    if overrides and not args.recipe:
+        raise PolymodalError("--set applies to a recipe's config: give --recipe fedsm|fedpall|co-pfl")
+    nodes = "the recipe's clients as" if args.recipe else str(args.supernodes)
+    print(f"starting flower-superlink + {nodes} flower-supernode processes on 127.0.0.1 ...", file=sys.stderr)
     result = launch_local_federation(args.supernodes, args.rounds, seed=args.seed, lr=args.lr,
                                      local_epochs=args.local_epochs, workdir=args.out, timeout=args.timeout,
                                      strategy=args.strategy, aggregator=args.aggregator, attack=args.attack,
-                                     n_byzantine=args.n_byzantine)
-    table = Table(title=f"{args.strategy} / {args.aggregator} / {args.attack} on digits over Flower "
-                        f"(run {result['run_id']}, {args.supernodes} SuperNodes)")
-    for col in ("round", "clients", "dropped", "train_loss", "accuracy", "loss", "seconds"):
+                                     n_byzantine=args.n_byzantine, recipe=args.recipe, method=args.method,
+                                     recipe_set=overrides, quick=not args.full)
+    n_nodes = result["settings"]["num-partitions"]
+    what = (f"{args.recipe} / {args.method or args.recipe}" if args.recipe
+            else f"{args.strategy} / {args.aggregator} / {args.attack} on digits")
+    table = Table(title=f"{what} over Flower (run {result['run_id']}, {n_nodes} SuperNodes)")
+    keys = ("train_loss", "accuracy", "loss")
+    if args.recipe:
+        seen = {k for r in result["rounds"] for k in r["metrics"]}
+        keys = tuple(k for k in ("train_loss", "accuracy", "personal_accuracy", "personal_accuracy_min") if k in seen)
+    for col in ("round", "clients", "dropped", *keys, "seconds"):
         table.add_column(col, justify="right")
     for r in result["rounds"]:
         m = r["metrics"]
         table.add_row(str(r["round"]), f"{m['clients']:.0f}", f"{m['dropped']:.0f}",
-                      *(f"{m[k]:.4f}" if k in m else "-" for k in ("train_loss", "accuracy", "loss")),
-                      f"{m['round_seconds']:.1f}")
+                      *(f"{m[k]:.4f}" if k in m else "-" for k in keys), f"{m['round_seconds']:.1f}")
     Console().print(table)
     print(f"work folder: {result['workdir']} (metrics.json, logs/); wall {result['seconds']:.1f} s", file=sys.stderr)
     return 0

@@ -1,6 +1,9 @@
 """Ready-made Flower apps: FedAvg or Byrd-NAFL (and its robust-SGD / heavy-ball baselines, any aggregator and
 attack) on scikit-learn digits, IID over ``num-partitions`` clients, MLP 64-32-10 (the model of
-``tests/federated/test_core.py``).
+``tests/federated/test_core.py``); or, with the ``recipe`` setting, any method of a federated recipe that
+registered its federation (:func:`~polymodal.federated.federation.register_federation`: ``fedsm``, ``fedpall``,
+``co-pfl``), built from the recipe's config (``quick`` settings, plus the JSON overrides in ``recipe-set``) exactly
+as the recipe builds it, in the ServerApp and in every ClientApp process.
 
 ``server_app`` and ``client_app`` are what a FAB's ``[tool.flwr.app.components]`` points at
 (``polymodal.federated.flower_apps:server_app`` / ``:client_app``); :func:`~polymodal.federated.flower.
@@ -24,7 +27,15 @@ aggregator          POLYMODAL_FL_AGGREGATOR      "mean" (any name of ``aggregato
 attack              POLYMODAL_FL_ATTACK          "none" (any name of ``attacks.ATTACKS``)
 n-byzantine         POLYMODAL_FL_N_BYZANTINE     0 (clients 0..n-1 are Byzantine; also the aggregator's f)
 beta                POLYMODAL_FL_BETA            0.9 (momentum of the Byrd-NAFL family)
+recipe              POLYMODAL_FL_RECIPE          "" (a registered federated recipe: fedsm, fedpall, co-pfl)
+method              POLYMODAL_FL_METHOD          "" (one of the recipe's methods; default the recipe's own)
+recipe-set          POLYMODAL_FL_RECIPE_SET      "{}" (JSON object of recipe config overrides)
+quick               POLYMODAL_FL_QUICK           true (start from the recipe's --quick settings)
 ==================  ===========================  ===========
+
+With ``recipe``, the federation (clients, rounds, sampling, evaluation) comes from the recipe's config and
+``num-server-rounds`` / ``num-partitions`` must match it (:func:`~polymodal.federated.flower_launch.
+launch_local_federation` sets them).
 
 The data split (stratified 75/25, seed 0), the IID partition (seeded by ``seed``) and the initial model
 (``torch.manual_seed(seed)``) are functions of the settings alone, so the ServerApp, every ClientApp process and
@@ -71,6 +82,11 @@ _SETTINGS: dict[str, tuple[str, type, Any]] = {
     "attack": ("POLYMODAL_FL_ATTACK", str, "none"),
     "n-byzantine": ("POLYMODAL_FL_N_BYZANTINE", int, 0),
     "beta": ("POLYMODAL_FL_BETA", float, 0.9),
+    "recipe": ("POLYMODAL_FL_RECIPE", str, ""),
+    "method": ("POLYMODAL_FL_METHOD", str, ""),
+    "recipe-set": ("POLYMODAL_FL_RECIPE_SET", str, "{}"),
+    "quick": ("POLYMODAL_FL_QUICK", lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"),
+              True),
 }
 STRATEGIES = ("fedavg", "byrd-nafl", "byrd-sgd", "heavy-ball")
 
@@ -173,6 +189,11 @@ def _attack_setup(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def simulate(run_config: Mapping[str, Any] | None = None) -> Simulator:
     """The in-process reference: the same federation run by :class:`~polymodal.federated.core.Simulator`."""
     cfg = settings(run_config)
+    if cfg["recipe"]:
+        fed = _federation_of(cfg)
+        sim = fed.simulator()
+        sim.run(fed.rounds)
+        return sim
     n = cfg["num-partitions"]
     sim = Simulator([make_client(i, n, cfg["seed"], flip=_flips(cfg, i)) for i in range(n)], make_strategy(cfg),
                     initial_params(cfg["seed"]), seed=cfg["seed"], evaluate=evaluator(), **_attack_setup(cfg))
@@ -180,8 +201,45 @@ def simulate(run_config: Mapping[str, Any] | None = None) -> Simulator:
     return sim
 
 
-def _client_factory(partition_id: int, num_partitions: int, run_config: dict[str, Any]) -> TorchClient:
+def recipe_federation(recipe: str, method: str = "", overrides: Mapping[str, Any] | str | None = None,
+                      quick: bool = True):
+    """The :class:`~polymodal.federated.federation.Federation` of ``method`` (default: the recipe's own name) of a
+    federated recipe, built from its config (``quick`` settings, then ``overrides``) by the builder it registered."""
+    from polymodal.core.execute import make_config
+    from polymodal.core.registry import get_recipe
+    from polymodal.federated.federation import FEDERATIONS
+
+    rec = get_recipe(recipe)  # imports the family's recipes, which register their federations
+    if rec.name not in FEDERATIONS:
+        raise ConfigError(f"recipe {rec.name!r} has no Flower federation; choose one of {', '.join(sorted(FEDERATIONS))}")
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"setting 'recipe-set' is not a JSON object: {exc}") from exc
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"setting 'recipe-set' must be a JSON object, got {overrides!r}")
+    cfg = make_config(rec, overrides=dict(overrides), quick=quick)
+    return FEDERATIONS[rec.name](cfg, method or rec.name)
+
+
+@lru_cache(maxsize=4)
+def _cached_federation(recipe: str, method: str, overrides: str, quick: bool):
+    return recipe_federation(recipe, method, overrides, quick)
+
+
+def _federation_of(cfg: Mapping[str, Any]):
+    return _cached_federation(cfg["recipe"], cfg["method"], cfg["recipe-set"], cfg["quick"])
+
+
+def _client_factory(partition_id: int, num_partitions: int, run_config: dict[str, Any]):
     cfg = settings(run_config)
+    if cfg["recipe"]:
+        fed = _federation_of(cfg)
+        if num_partitions != fed.n_clients:
+            raise ConfigError(f"{cfg['recipe']}/{cfg['method']} has {fed.n_clients} clients but this SuperNode was "
+                              f"started with num-partitions={num_partitions}")
+        return fed.make_client(partition_id)
     return make_client(partition_id, num_partitions, cfg["seed"], cfg["digits-npz"], flip=_flips(cfg, partition_id))
 
 
@@ -197,10 +255,18 @@ def run_server(grid, context) -> dict[str, Any]:
     ``num-partitions`` SuperNodes, run the rounds, write the metrics JSON (``out-json``), return it."""
     cfg = settings(context.run_config)
     try:
-        strategy = as_strategy(make_strategy(cfg), evaluate=evaluator(cfg["digits-npz"]), seed=cfg["seed"],
-                               min_nodes=cfg["num-partitions"], node_wait_s=cfg["timeout"], **_attack_setup(cfg))
-        strategy.start(grid, vector_to_arrays(initial_params(cfg["seed"])), num_rounds=cfg["num-server-rounds"],
-                       timeout=cfg["timeout"])
+        if cfg["recipe"]:
+            fed = _federation_of(cfg)
+            strategy = as_strategy(fed.make_strategy(), evaluate=fed.evaluate, seed=fed.seed,
+                                   clients_per_round=fed.clients_per_round, eval_every=fed.eval_every,
+                                   evaluate_clients=fed.evaluate_clients, min_nodes=fed.n_clients,
+                                   node_wait_s=cfg["timeout"])
+            strategy.start(grid, vector_to_arrays(fed.initial), num_rounds=fed.rounds, timeout=cfg["timeout"])
+        else:
+            strategy = as_strategy(make_strategy(cfg), evaluate=evaluator(cfg["digits-npz"]), seed=cfg["seed"],
+                                   min_nodes=cfg["num-partitions"], node_wait_s=cfg["timeout"], **_attack_setup(cfg))
+            strategy.start(grid, vector_to_arrays(initial_params(cfg["seed"])), num_rounds=cfg["num-server-rounds"],
+                           timeout=cfg["timeout"])
         assert strategy.params is not None
         payload = {"rounds": strategy.history_json(), "initial_metrics": strategy.initial_metrics,
                    "final_params": strategy.params.tolist(),

@@ -136,7 +136,8 @@ def launch_local_federation(n_supernodes: int = 3, rounds: int = 2, *, seed: int
                             local_epochs: int = 1, batch_size: int = 32, workdir: str | os.PathLike[str] | None = None,
                             timeout: float = 300.0, on_start: Callable[[list[int]], None] | None = None,
                             strategy: str = "fedavg", aggregator: str = "mean", attack: str = "none",
-                            n_byzantine: int = 0, beta: float = 0.9) -> dict[str, Any]:
+                            n_byzantine: int = 0, beta: float = 0.9, recipe: str = "", method: str = "",
+                            recipe_set: Mapping[str, Any] | None = None, quick: bool = True) -> dict[str, Any]:
     """Run FedAvg on digits (:mod:`polymodal.federated.flower_apps`) on a real Flower 1.41 deployment on
     127.0.0.1 and return the metrics the ServerApp wrote.
 
@@ -151,9 +152,21 @@ def launch_local_federation(n_supernodes: int = 3, rounds: int = 2, *, seed: int
     ``<workdir>/metrics.json``; every process started here (and its descendants) is terminated before
     returning, also on errors. ``on_start`` is called with the pids of the started processes (for tests).
 
+    ``recipe`` (``fedsm``, ``fedpall``, ``co-pfl``) runs ``method`` of that recipe instead, built from its config
+    (``quick`` settings plus ``recipe_set`` overrides): the number of SuperNodes and rounds then come from the
+    recipe's federation (``n_supernodes`` / ``rounds`` are ignored; set ``rounds`` etc. through ``recipe_set``).
+
     Returns the ServerApp's JSON (``rounds``: one dict per round as in ``Simulator.history``, ``final_params``,
     ``initial_metrics``, ``settings``) plus ``run_id``, ``workdir`` and ``seconds``.
     """
+    extra: dict[str, Any] = {}
+    if recipe:
+        from polymodal.federated.flower_apps import recipe_federation
+
+        overrides = json.dumps(dict(recipe_set or {}), sort_keys=True)
+        fed = recipe_federation(recipe, method, overrides, quick)  # validates before any process starts
+        n_supernodes, rounds = fed.n_clients, fed.rounds
+        extra = {"recipe": recipe, "method": method, "recipe-set": overrides, "quick": bool(quick)}
     if n_supernodes < 1 or rounds < 1:
         raise ConfigError(f"n_supernodes and rounds must be >= 1, got {n_supernodes} and {rounds}")
     work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="polymodal-flower-"))
@@ -179,7 +192,7 @@ def launch_local_federation(n_supernodes: int = 3, rounds: int = 2, *, seed: int
                                "batch-size": int(batch_size), "timeout": float(timeout), "out-json": str(out),
                                "strategy": str(strategy), "aggregator": str(aggregator), "attack": str(attack),
                                "n-byzantine": int(n_byzantine), "beta": float(beta),
-                               "digits-npz": str(npz)})
+                               "digits-npz": str(npz), **extra})
 
     def exe(name: str) -> str:
         return str(Path(bindir) / name)
