@@ -128,7 +128,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for col in ("family", "recipe", "baselines", "paper"):
         table.add_column(col)
     for r in all_recipes():
-        table.add_row(r.family, r.name, ", ".join(r.baselines), r.paper.title[:60])
+        compared = r.baselines or tuple(n for n in r.rows if n != r.name)
+        table.add_row(r.family, r.name, ", ".join(compared), r.paper.title[:60])
     Console().print(table)
     for fam, why in unavailable_families().items():
         print(f"family {fam} unavailable: {why}")
@@ -146,6 +147,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if r.summary:
         print(f"  summary:   {r.summary}")
     print(f"  baselines: {', '.join(r.baselines) or '-'}")
+    if r.rows:
+        print(f"  rows (one run trains them all): {', '.join(r.rows)}")
     print(f"  primary metric: {r.primary_metric}")
     if r.quick:
         print(f"  --quick sets: {', '.join(f'{k}={v}' for k, v in r.quick.items())}")
@@ -318,7 +321,9 @@ def cmd_fl(args: argparse.Namespace) -> int:
     keys = ("train_loss", "accuracy", "loss")
     if args.recipe:
         seen = {k for r in result["rounds"] for k in r["metrics"]}
-        keys = tuple(k for k in ("train_loss", "accuracy", "personal_accuracy", "personal_accuracy_min") if k in seen)
+        wanted = ("train_loss", "accuracy", f"{args.method or args.recipe}/accuracy", "personal_accuracy",
+                  "personal_accuracy_min")
+        keys = tuple(k for k in wanted if k in seen)
     for col in ("round", "clients", "dropped", *keys, "seconds"):
         table.add_column(col, justify="right")
     for r in result["rounds"]:

@@ -9,8 +9,13 @@ import torch
 
 from polymodal.core.runs import Run
 from polymodal.federated import partition
-from polymodal.federated.algorithms.personal import (PersonalClient, SharedFedAvg, get_state_vector,
-                                                     set_state_vector, state_mask)
+from polymodal.federated.algorithms.personal import (
+    PersonalClient,
+    SharedFedAvg,
+    get_state_vector,
+    set_state_vector,
+    state_mask,
+)
 from polymodal.federated.core import FitResult, Simulator, combine_client_evals
 from polymodal.federated.data import load_digits_data
 from polymodal.federated.federation import Federation, run_methods, summarize

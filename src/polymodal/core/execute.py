@@ -181,12 +181,18 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- reports
+def _lower_is_better(metric: str) -> bool:
+    """Losses, spreads, times, errors and rounds-to-target are better when lower (bolded at the minimum)."""
+    m = metric.lower()
+    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to"))
+
+
 def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict[str, Path]) -> Path:
     """``report.md`` + ``report.html`` with the result table, the gain of the method over each baseline,
     a training-curve plot and a bar plot of the primary metric."""
     metrics = list(recipe.table_metrics) or None
     headers, table = result_table(result, metrics)
-    best = {i: "max" for i in range(1, len(headers) - 2)}
+    best = {i: "min" if _lower_is_better(headers[i]) else "max" for i in range(1, len(headers) - 2)}
     md = [f"# {recipe.name} — {recipe.paper.cite()}", "", recipe.summary, ""]
     md += ["## Results (test)", "", markdown_table(headers, table, bold_best=best), ""]
     pm = recipe.primary_metric

@@ -83,6 +83,9 @@ class Recipe:
     gain_pairs: tuple[tuple[str, str], ...] = ()
     #: extra report content: ``fn(compare_dir, result, run_dirs) -> (markdown lines, image paths)``
     report_extras: Callable[..., tuple[list[str], list[Any]]] | None = None
+    #: rows one run reports when it trains the method and its baselines together (e.g. ``fedsm``: fedsm, creff,
+    #: fedavg, ...); shown by ``list`` / ``info`` in place of separate baseline recipes
+    rows: tuple[str, ...] = ()
 
     def default_config(self) -> RecipeConfig:
         return self.config_cls()
@@ -109,6 +112,7 @@ def recipe(
     compare_self: bool = True,
     gain_pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
     report_extras: Callable[..., tuple[list[str], list[Any]]] | None = None,
+    rows: tuple[str, ...] | list[str] = (),
 ) -> Callable[[RunFn], RunFn]:
     """Register ``fn(config, run) -> Result`` as recipe ``name`` (lower-case, hyphenated)."""
     if name != name.lower() or "_" in name or " " in name:
@@ -136,6 +140,7 @@ def recipe(
             compare_self=compare_self,
             gain_pairs=tuple(tuple(p) for p in gain_pairs),
             report_extras=report_extras,
+            rows=tuple(rows),
         )
         return fn
 

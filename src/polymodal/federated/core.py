@@ -88,6 +88,22 @@ class Strategy(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------- clients
+def client_data(client: Any, cid: int, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None,
+                y_test: np.ndarray | None = None) -> None:
+    """Set ``cid``, ``x`` (float32), ``y`` (int64), ``num_examples`` and the optional local test split on a
+    client object; a ConfigError names the client when (x, y) is empty or of unequal length."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ConfigError(f"client {cid}: needs a non-empty (x, y) of equal length, got {len(x)} and {len(y)}")
+    if (x_test is None) != (y_test is None) or (x_test is not None and len(x_test) != len(y_test)):
+        raise ConfigError(f"client {cid}: x_test and y_test must be given together, with equal lengths")
+    client.cid = int(cid)
+    client.x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    client.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    client.num_examples = len(client.y)
+    client.x_test = None if x_test is None else torch.as_tensor(np.asarray(x_test, dtype=np.float32))
+    client.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test, dtype=np.int64))
+
+
 def get_vector(model: nn.Module) -> torch.Tensor:
     return nn.utils.parameters_to_vector(model.parameters()).detach().clone()
 
@@ -107,15 +123,8 @@ class TorchClient:
 
     def __init__(self, cid: int, model_fn: Callable[[], nn.Module], x: np.ndarray, y: np.ndarray, *,
                  device: str = "cpu", x_test: np.ndarray | None = None, y_test: np.ndarray | None = None):
-        if len(x) != len(y) or len(x) == 0:
-            raise ConfigError(f"client {cid}: needs a non-empty (x, y) of equal length, got {len(x)} and {len(y)}")
-        self.cid = int(cid)
-        self.x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
-        self.num_examples = len(self.y)
+        client_data(self, cid, x, y, x_test, y_test)
         self.device = device
-        self.x_test = None if x_test is None else torch.as_tensor(np.asarray(x_test, dtype=np.float32))
-        self.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test, dtype=np.int64))
         self._model_fn = model_fn
         self._model: nn.Module | None = None
 

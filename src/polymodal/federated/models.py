@@ -45,18 +45,24 @@ class MLPNet(FeatureClassifier):
 
 
 class SmallCNN(FeatureClassifier):
-    """Two conv blocks (conv3x3-BN-ReLU-maxpool; 16 and 32 channels x ``width``) -> global average pool ->
-    Linear(feat_dim) -> ReLU: FedPall's CPU stand-in for ResNet-50 (spec 1.3 / 3.3). ``head``: an
-    :class:`MLPHead` when ``head_hidden`` > 0 (FedPall's head), else one Linear."""
+    """Two conv blocks (conv3x3-BN-ReLU-maxpool; 16 and 32 channels x ``width``) -> average pool to a ``pool`` x
+    ``pool`` grid (1 = global) -> Linear(feat_dim) -> ReLU: FedPall's CPU stand-in for ResNet-50 (spec 1.3 / 3.3).
+    ``head``: an :class:`MLPHead` when ``head_hidden`` > 0 (FedPall's head), else one Linear. Global pooling after
+    two blocks discards where strokes are: on the digit domains a 3x3 grid reaches in 10 epochs the accuracy
+    global pooling needs 40 for (measured for FedPall)."""
 
-    def __init__(self, in_ch: int, n_classes: int, feat_dim: int = 128, width: int = 1, head_hidden: int = 0):
+    def __init__(self, in_ch: int, n_classes: int, feat_dim: int = 128, width: int = 1, head_hidden: int = 0,
+                 pool: int = 1):
         super().__init__()
+        if pool < 1:
+            raise ConfigError(f"SmallCNN: pool must be >= 1, got {pool}")
         c1, c2 = 16 * width, 32 * width
         self.feat_dim = feat_dim
+        self.pool = int(pool)
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, feat_dim), nn.ReLU())
+            nn.AdaptiveAvgPool2d(self.pool), nn.Flatten(), nn.Linear(c2 * self.pool**2, feat_dim), nn.ReLU())
         self.head = MLPHead(feat_dim, n_classes, head_hidden) if head_hidden else nn.Linear(feat_dim, n_classes)
 
 

@@ -285,3 +285,7 @@ def run_mean_nafl(cfg: FLGridConfig, run: Run) -> Result:
 def run_fedavg(cfg: FLGridConfig, run: Run) -> Result:
     """FedAvg (one local epoch per round), attack-free: the reference accuracy for the target."""
     return run_grid(cfg, run, "fedavg")
+
+
+# the other federated systems, one module each (imported for their @recipe registrations)
+from polymodal.federated import copfl_recipe, fedpall_recipe, fedsm_recipe  # noqa: E402,F401

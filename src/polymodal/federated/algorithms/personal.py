@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.federated.core import FitResult
+from polymodal.federated.core import FitResult, client_data
 
 __all__ = ["PersonalClient", "SharedFedAvg", "state_names", "get_state_vector", "set_state_vector", "state_mask",
            "SHARE_RULES"]
@@ -112,14 +112,7 @@ class PersonalClient:
     def __init__(self, cid: int, model_fn: Callable[[], nn.Module], x: np.ndarray, y: np.ndarray, *,
                  x_test: np.ndarray | None = None, y_test: np.ndarray | None = None, share: str = "all",
                  init_seed: int = 0, device: str = "cpu"):
-        if len(x) != len(y) or len(x) == 0:
-            raise ConfigError(f"client {cid}: needs a non-empty (x, y) of equal length, got {len(x)} and {len(y)}")
-        self.cid = int(cid)
-        self.x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
-        self.num_examples = len(self.y)
-        self.x_test = None if x_test is None else torch.as_tensor(np.asarray(x_test, dtype=np.float32))
-        self.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test, dtype=np.int64))
+        client_data(self, cid, x, y, x_test, y_test)
         self.device = device
         torch.manual_seed(init_seed)  # every client starts from the same initial model (the server's)
         self.model = model_fn().to(device)
