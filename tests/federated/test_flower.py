@@ -132,3 +132,37 @@ def test_local_deployment_reproduces_the_simulator(tmp_path):
     port = conf.split("127.0.0.1:")[1].split('"')[0]
     assert _our_flower_processes(tmp_path / "flwr-home", [port]) == []
     assert os.path.exists(tmp_path / "logs" / "superlink.log")
+
+
+# tiny federations of the three recipes that registered one (2 rounds; FedSM re-trains its classifier in round 2)
+RECIPE_RUNS = {
+    "fedsm": ("fedsm", {"rounds": 2, "crt_rounds": 1, "n_clients": 3, "clients_per_round": 2, "eval_every": 1,
+                        "methods": ["fedsm", "fedavg"]}, "fedsm/accuracy"),
+    "fedpall": ("fedpall", {"rounds": 2, "domains": ["mnist", "sk-digits", "mnist-inverted"], "train_per_client": 40,
+                            "test_per_domain": 40, "local_epochs": 1}, "personal_accuracy"),
+    "co-pfl": ("co-pfl", {"rounds": 2, "n_clients": 3, "eval_every": 1, "max_samples": 300}, "personal_accuracy"),
+}
+
+
+@pytest.mark.slow
+def test_recipe_federations_run_on_a_local_deployment(tmp_path):
+    """FedSM (extra post-round exchanges), FedPall (feature uploads, server-side training) and CO-PFL (personal
+    state kept by each SuperNode between messages, personalised evaluation messages) over real SuperLink and
+    SuperNode processes: the same numbers as the in-process Simulator (one torch thread, as every ClientApp
+    process of the launcher, so float sums are done in the same order)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for recipe, (method, overrides, key) in RECIPE_RUNS.items():
+            result = launch_local_federation(workdir=tmp_path / recipe, timeout=400, recipe=recipe, method=method,
+                                             recipe_set=overrides)
+            print(f"{recipe}: {result['seconds']:.1f} s over Flower")
+            sim = fa.simulate({"recipe": recipe, "method": method, "recipe-set": result["settings"]["recipe-set"]})
+            rounds = result["rounds"]
+            assert len(rounds) == len(sim.history) == 2, recipe
+            for got, want in zip(rounds, sim.history, strict=True):
+                assert got["dropped"] == {} and got["sampled"] == want.sampled, recipe
+                assert abs(got["metrics"][key] - want.metrics[key]) <= TOL, (recipe, key)
+            np.testing.assert_allclose(result["final_params"], sim.params.numpy(), rtol=0, atol=TOL, err_msg=recipe)
+    finally:
+        torch.set_num_threads(threads)
