@@ -42,3 +42,17 @@ class InProcessGrid(Grid):
 
     def send_and_receive(self, messages, *, timeout=None):
         return self.pull_messages(self.push_messages(messages))
+
+
+def run_over_flower(fed):
+    """Run a :class:`~polymodal.federated.federation.Federation` through the Flower strategy over an in-process
+    Grid, a fresh client per message (as Flower's per-message ClientApp processes); returns the strategy."""
+    from polymodal.federated.flower import as_client_app, as_strategy, vector_to_arrays
+
+    app = as_client_app(lambda pid, n, run_config: fed.make_client(pid))
+    strategy = as_strategy(fed.make_strategy(), evaluate=fed.evaluate, seed=fed.seed, eval_every=fed.eval_every,
+                           clients_per_round=fed.clients_per_round, evaluate_clients=fed.evaluate_clients,
+                           min_nodes=fed.n_clients)
+    strategy.start(InProcessGrid(app, fed.n_clients, {}), vector_to_arrays(fed.initial), num_rounds=fed.rounds,
+                   timeout=60)
+    return strategy

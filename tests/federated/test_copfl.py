@@ -349,18 +349,12 @@ def test_flower_in_process_grid_matches_the_simulator(task_identity, method, ext
     """Personal state (model, mask, momentum) kept in the SuperNode's context, the mask and data score as
     extra uploads, personalised evaluation messages: the same numbers as the Simulator."""
     pytest.importorskip("flwr")
-    from flower_testing import InProcessGrid
-
-    from polymodal.federated.flower import as_client_app, as_strategy, vector_to_arrays
+    from flower_testing import run_over_flower
 
     fed = build(COPFLConfig(**{**TINY, "n_clients": 4, **extra}), method)
     sim = fed.simulator()
     sim.run(fed.rounds)
-    app = as_client_app(lambda pid, n, run_config: fed.make_client(pid))  # a fresh client for every message
-    strategy = as_strategy(fed.make_strategy(), seed=fed.seed, eval_every=fed.eval_every,
-                           evaluate_clients=True, min_nodes=fed.n_clients)
-    strategy.start(InProcessGrid(app, fed.n_clients, {}), vector_to_arrays(fed.initial), num_rounds=fed.rounds,
-                   timeout=60)
+    strategy = run_over_flower(fed)  # a fresh client for every message
     assert torch.equal(strategy.params, sim.params)
     for got, want in zip(strategy.history, sim.history, strict=True):
         assert got.metrics["personal_accuracy"] == want.metrics["personal_accuracy"]

@@ -420,19 +420,13 @@ def test_flower_in_process_grid_matches_the_simulator(task_identity, method):
     """Features and prototypes as extra uploads, personal models in the SuperNode's context: the Flower
     strategy reproduces the Simulator's numbers."""
     pytest.importorskip("flwr")
-    from flower_testing import InProcessGrid
-
-    from polymodal.federated.flower import as_client_app, as_strategy, vector_to_arrays
+    from flower_testing import run_over_flower
 
     cfg = build_config(FedPallConfig, {**TINY, "domains": ["mnist", "sk-digits", "mnist-color"]})
     fed = build_fedpall_federation(cfg, method)
     sim = fed.simulator()
     sim.run(fed.rounds)
-    app = as_client_app(lambda pid, n, run_config: fed.make_client(pid))  # a fresh client for every message
-    strategy = as_strategy(fed.make_strategy(), seed=fed.seed, eval_every=fed.eval_every,
-                           evaluate_clients=True, min_nodes=fed.n_clients)
-    strategy.start(InProcessGrid(app, fed.n_clients, {}), vector_to_arrays(fed.initial), num_rounds=fed.rounds,
-                   timeout=60)
+    strategy = run_over_flower(fed)  # a fresh client for every message
     assert torch.equal(strategy.params, sim.params)
     for got, want in zip(strategy.history, sim.history, strict=True):
         assert got.metrics["personal_accuracy_mean"] == want.metrics["personal_accuracy_mean"]

@@ -104,6 +104,23 @@ def client_data(client: Any, cid: int, x: np.ndarray, y: np.ndarray, x_test: np.
     client.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test, dtype=np.int64))
 
 
+def predict_labels(model: nn.Module, x: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """Arg-max labels of ``model`` (eval mode, no gradients) on ``x``, on the CPU."""
+    model.eval()
+    with torch.no_grad():
+        return model(x.to(device)).argmax(1).cpu()
+
+
+def score_test_split(client: Any, predict: Callable[[torch.Tensor], torch.Tensor] | None = None
+                     ) -> dict[str, float] | None:
+    """``accuracy`` / ``correct`` / ``total`` of ``predict`` (default ``client.predict``) on the client's own test
+    split (None without one): what a personalised client's ``evaluate`` reports for :func:`combine_client_evals`."""
+    if client.x_test is None or client.y_test is None or len(client.y_test) == 0:
+        return None
+    correct = int(((predict or client.predict)(client.x_test) == client.y_test).sum())
+    return {"accuracy": correct / len(client.y_test), "correct": float(correct), "total": float(len(client.y_test))}
+
+
 def get_vector(model: nn.Module) -> torch.Tensor:
     return nn.utils.parameters_to_vector(model.parameters()).detach().clone()
 
@@ -176,15 +193,11 @@ class TorchClient:
 
     def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
         """Accuracy of ``params`` on this client's own test split (personalised evaluation); None without one."""
-        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
-            return None
-        model = self.model
-        set_vector(model, params)
-        model.eval()
-        with torch.no_grad():
-            pred = model(self.x_test.to(self.device)).argmax(1).cpu()
-        correct = int((pred == self.y_test).sum())
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+        set_vector(self.model, params)
+        return score_test_split(self)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return predict_labels(self.model, x, self.device)
 
 
 def combine_client_evals(evals: dict[int, dict[str, float]]) -> dict[str, float]:

@@ -40,7 +40,7 @@ from polymodal.federated.algorithms.personal import (
     get_state_vector,
     set_state_vector,
 )
-from polymodal.federated.core import FitResult
+from polymodal.federated.core import FitResult, score_test_split
 
 __all__ = ["COPFL", "COPFLClient", "gradient_scores", "cowa_weights", "minmax_normalise", "prediction_deviation",
            "contribution_scores", "personal_mask", "masked_aggregate", "mamo_reset", "mamo_betas",
@@ -345,12 +345,10 @@ class COPFLClient(PersonalClient):
         return torch.where(self.personal, get_state_vector(self.model), params[:self.dim].float())
 
     def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
-        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
+        if self.x_test is None:
             return None
         set_state_vector(self.scratch, self.personalised_vector(params))
-        pred = self._logits(self.scratch, self.x_test).argmax(1)
-        correct = int((pred == self.y_test).sum())
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+        return score_test_split(self, lambda x: self._logits(self.scratch, x).argmax(1))
 
 
 # ---------------------------------------------------------------------------------------------- server

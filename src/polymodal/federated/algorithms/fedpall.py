@@ -50,7 +50,7 @@ from polymodal.federated.algorithms.fedproto import (
     unpack_prototypes,
 )
 from polymodal.federated.algorithms.personal import get_state_vector, set_state_vector, state_mask
-from polymodal.federated.core import FitResult, client_data
+from polymodal.federated.core import FitResult, client_data, predict_labels, score_test_split
 from polymodal.federated.models import MLPHead
 
 __all__ = ["Discriminator", "PackLayout", "FedPallClient", "FedPall", "adversarial_kl", "proto_infonce",
@@ -300,16 +300,11 @@ class FedPallClient:
 
     # -- evaluation ---------------------------------------------------------------------------------------------
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        with torch.no_grad():
-            return self.model(x.to(self.device)).argmax(1).cpu()
+        return predict_labels(self.model, x, self.device)
 
     def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
         """The personal model (as trained this round) on the own test split; ``params`` (G, D) are not used."""
-        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
-            return None
-        correct = int((self.predict(self.x_test) == self.y_test).sum())
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+        return score_test_split(self)
 
 
 # ---------------------------------------------------------------------------------------------- server

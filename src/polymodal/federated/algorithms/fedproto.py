@@ -24,7 +24,7 @@ from torch import nn
 
 from polymodal.core.errors import ConfigError
 from polymodal.federated.algorithms.personal import PersonalClient
-from polymodal.federated.core import FitResult
+from polymodal.federated.core import FitResult, score_test_split
 
 __all__ = ["class_means", "average_prototypes", "pack_prototypes", "unpack_prototypes", "prototype_distance",
            "nearest_prototype", "FedProtoClient", "FedProto", "PROTO_DISTANCES"]
@@ -143,10 +143,7 @@ class FedProtoClient(PersonalClient):
 
     def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
         """Accuracy of the personal model on the own test split (prediction rule: ``predict``)."""
-        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
-            return None
-        correct = int((self.predict(self.x_test, params) == self.y_test).sum())
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+        return score_test_split(self, lambda x: self.predict(x, params))
 
 
 # ---------------------------------------------------------------------------------------------- server

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from polymodal.core.errors import ConfigError
-from polymodal.federated.core import FitResult, client_data
+from polymodal.federated.core import FitResult, client_data, predict_labels, score_test_split
 
 __all__ = ["PersonalClient", "SharedFedAvg", "state_names", "get_state_vector", "set_state_vector", "state_mask",
            "SHARE_RULES"]
@@ -193,18 +193,13 @@ class PersonalClient:
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        with torch.no_grad():
-            return self.model(x.to(self.device)).argmax(1).cpu()
+        return predict_labels(self.model, x, self.device)
 
     def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
         """Accuracy of the personal model, with the global shared entries written in, on the own test split."""
-        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
-            return None
-        if int(self.mask.sum()):
+        if self.x_test is not None and int(self.mask.sum()):
             set_state_vector(self.model, params, self.mask)
-        correct = int((self.predict(self.x_test) == self.y_test).sum())
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+        return score_test_split(self)
 
 
 # ---------------------------------------------------------------------------------------------- server

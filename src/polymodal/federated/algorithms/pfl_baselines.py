@@ -33,7 +33,7 @@ from polymodal.federated.algorithms.personal import (
     set_state_vector,
     state_mask,
 )
-from polymodal.federated.core import FitResult
+from polymodal.federated.core import FitResult, predict_labels, score_test_split
 
 __all__ = ["FedAvgFTClient", "FedRepClient", "DittoClient", "FedAvgFT", "FedRep", "Ditto", "body_mask", "FT_PHASE"]
 
@@ -78,10 +78,9 @@ class FedAvgFTClient(PersonalClient):
                                          FT_PHASE])
             if self.ft_epochs:
                 self.train_local(self.ft_config, rng, epochs=self.ft_epochs)
-            correct = int((self.predict(self.x_test) == self.y_test).sum())
+            return score_test_split(self)
         finally:
             self.model.load_state_dict(saved)
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
 
 
 class FedAvgFT(SharedFedAvg):
@@ -196,13 +195,7 @@ class DittoClient(PersonalClient):
                          {"loss": loss, "personal_loss": personal_loss})
 
     def evaluate(self, params: torch.Tensor, config: dict[str, Any] | None = None) -> dict[str, float] | None:
-        if self.x_test is None or self.y_test is None or len(self.y_test) == 0:
-            return None
-        self.personal.eval()
-        with torch.no_grad():
-            pred = self.personal(self.x_test.to(self.device)).argmax(1).cpu()
-        correct = int((pred == self.y_test).sum())
-        return {"accuracy": correct / len(self.y_test), "correct": float(correct), "total": float(len(self.y_test))}
+        return score_test_split(self, lambda x: predict_labels(self.personal, x, self.device))
 
 
 class Ditto(SharedFedAvg):
