@@ -49,7 +49,12 @@ from polymodal.federated.algorithms.fedproto import (
     pack_prototypes,
     unpack_prototypes,
 )
-from polymodal.federated.algorithms.personal import get_state_vector, set_state_vector, state_mask
+from polymodal.federated.algorithms.personal import (
+    PersonalModelState,
+    get_state_vector,
+    set_state_vector,
+    state_mask,
+)
 from polymodal.federated.core import FitResult, client_data, predict_labels, score_test_split
 from polymodal.federated.models import MLPHead
 
@@ -170,7 +175,7 @@ class PackLayout:
 
 
 # ---------------------------------------------------------------------------------------------- client
-class FedPallClient:
+class FedPallClient(PersonalModelState):
     """A FedPall client: a persistent personal model (``model.features`` = extractor, ``model.head`` = an
     :class:`~polymodal.federated.models.MLPHead` shaped like G) and its own data.
 
@@ -192,15 +197,6 @@ class FedPallClient:
         self.head_mask = state_mask(self.model.head, "no_bn")  # the head entries G overwrites
         self._disc: Discriminator | None = None
         self.last_losses: dict[str, float] = {}
-
-    # -- personal state ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        own = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        if own:
-            self.model.load_state_dict(own)
 
     # -- pieces of a round ------------------------------------------------------------------------------------
     def receive_head(self, g_state: torch.Tensor, momentum: float = 1.0) -> None:

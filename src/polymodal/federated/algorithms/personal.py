@@ -27,7 +27,7 @@ from torch import nn
 from polymodal.core.errors import ConfigError
 from polymodal.federated.core import FitResult, client_data, predict_labels, score_test_split
 
-__all__ = ["PersonalClient", "SharedFedAvg", "state_names", "get_state_vector", "set_state_vector", "state_mask",
+__all__ = ["PersonalClient", "PersonalModelState", "SharedFedAvg", "state_names", "get_state_vector", "set_state_vector", "state_mask",
            "SHARE_RULES"]
 
 
@@ -100,7 +100,22 @@ def state_mask(model: nn.Module, share: str | Callable[[str], bool]) -> torch.Te
 
 
 # ---------------------------------------------------------------------------------------------- client
-class PersonalClient:
+class PersonalModelState:
+    """A client's persistent ``self.model`` as its personal state (the engine's ``state_dict`` hook): saved in
+    the Simulator's checkpoints and, under Flower, in the SuperNode's ``context.state`` between messages."""
+
+    model: nn.Module
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        if own:
+            self.model.load_state_dict(own)
+
+
+class PersonalClient(PersonalModelState):
     """A client with a persistent personal model; downloads and uploads only the ``share``-d entries.
 
     ``config`` keys read by :meth:`fit` (the strategy sets them): ``lr``, ``local_epochs``, ``batch_size``,
@@ -117,15 +132,6 @@ class PersonalClient:
         torch.manual_seed(init_seed)  # every client starts from the same initial model (the server's)
         self.model = model_fn().to(device)
         self.mask = state_mask(self.model, share)
-
-    # -- personal state ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        own = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        if own:
-            self.model.load_state_dict(own)
 
     # -- training ---------------------------------------------------------------------------------------------
     def batches(self, rng: np.random.Generator, batch_size: int):
