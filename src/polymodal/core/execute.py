@@ -184,7 +184,7 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
 def _lower_is_better(metric: str) -> bool:
     """Losses, spreads, times, errors and rounds-to-target are better when lower (bolded at the minimum)."""
     m = metric.lower()
-    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to"))
+    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to", "fawning"))
 
 
 def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict[str, Path]) -> Path:
