@@ -35,6 +35,14 @@ class RecipeConfig(BaseModel):
         return ("seed", "data", "device")
 
 
+def distinct_choices(values: tuple[str, ...], allowed: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A config validator's check for a non-empty tuple of distinct names, each one of ``allowed`` (e.g. the rows
+    a recipe trains); raises ValueError (pydantic names the field) listing the allowed names."""
+    if not values or len(set(values)) != len(values) or any(v not in allowed for v in values):
+        raise ValueError(f"give distinct names among {', '.join(allowed)}; got {list(values)}")
+    return values
+
+
 def parse_value(text: str) -> Any:
     """Parse the right-hand side of ``--set key=value``: YAML scalars/lists, plus ``1e-3`` floats
     (YAML 1.1 reads a float without a dot as a string)."""

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from pydantic_core.core_schema import ValidationInfo
 from torch import nn
 
-from polymodal.core.config import RecipeConfig
+from polymodal.core.config import RecipeConfig, distinct_choices
 from polymodal.core.errors import ConfigError
 from polymodal.core.registry import Paper, Result, recipe
 from polymodal.core.runs import Run
@@ -129,10 +129,7 @@ class FedSMConfig(RecipeConfig):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in v if m not in ROWS]
-        if unknown or not v or len(set(v)) != len(v):
-            raise ValueError(f"give distinct names among {', '.join(ROWS)}; got {list(v)}")
-        return v
+        return distinct_choices(v, ROWS)
 
     @field_validator("noise_sigmas")
     @classmethod

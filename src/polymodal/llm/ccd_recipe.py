@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator
 
-from polymodal.core.config import RecipeConfig
+from polymodal.core.config import RecipeConfig, distinct_choices
 from polymodal.core.errors import ConfigError
 from polymodal.core.registry import Paper, Result, recipe
 from polymodal.core.runs import Run, atomic_write_text
@@ -63,9 +63,7 @@ class CCDConfig(RecipeConfig):
     @field_validator("paradigms")
     @classmethod
     def _paradigms(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v or len(set(v)) != len(v) or any(p not in ("deceptive", "misleading") for p in v):
-            raise ValueError(f"give distinct names among deceptive, misleading; got {list(v)}")
-        return v
+        return distinct_choices(v, ("deceptive", "misleading"))
 
     @classmethod
     def protocol_fields(cls) -> tuple[str, ...]:

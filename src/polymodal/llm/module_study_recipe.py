@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from polymodal.core.config import RecipeConfig
+from polymodal.core.config import RecipeConfig, distinct_choices
 from polymodal.core.registry import Paper, Result, recipe
 from polymodal.core.runs import Run
 from polymodal.llm.module_study import ABLATIONS, MODULE_TYPES, ModuleStudy, plot_delta_norms
@@ -70,10 +70,7 @@ class GateProjConfig(RecipeConfig):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in v if m not in ROW_TYPES]
-        if unknown or not v or len(set(v)) != len(v):
-            raise ValueError(f"give distinct names among {', '.join(ROW_TYPES)}; got {list(v)}")
-        return v
+        return distinct_choices(v, ROW_TYPES)
 
     @field_validator("ablations")
     @classmethod

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
-from polymodal.core.config import RecipeConfig
+from polymodal.core.config import RecipeConfig, distinct_choices
 from polymodal.core.errors import ConfigError
 from polymodal.core.registry import Paper, Result, recipe
 from polymodal.core.runs import Run
@@ -82,18 +82,12 @@ class SparseCutConfig(RecipeConfig):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in v if m not in ROWS]
-        if unknown or not v or len(set(v)) != len(v):
-            raise ValueError(f"give distinct names among {', '.join(ROWS)}; got {list(v)}")
-        return v
+        return distinct_choices(v, ROWS)
 
     @field_validator("qtypes")
     @classmethod
     def _known_qtypes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [q for q in v if q not in QUESTION_TYPES]
-        if unknown or not v or len(set(v)) != len(v):
-            raise ValueError(f"give distinct names among {', '.join(QUESTION_TYPES)}; got {list(v)}")
-        return v
+        return distinct_choices(v, QUESTION_TYPES)
 
     @model_validator(mode="after")
     def _count_needs_shapes(self) -> SparseCutConfig:
