@@ -354,6 +354,7 @@ class Simulator:
                 dropped[cid] = f"error: {type(exc).__name__}: {exc}"
                 continue
             took = time.perf_counter() - t0
+            self._bytes_up += 4 * res.numel()  # sent, whether or not it is used (as the Flower strategy counts)
             reason = check_upload(res, download, self.strategy)
             if self.client_timeout is not None and took > self.client_timeout:
                 dropped[cid] = f"timeout: replied after {took:.2f} s > {self.client_timeout:g} s"
@@ -361,7 +362,6 @@ class Simulator:
                 dropped[cid] = reason
             else:
                 results[cid] = res
-            self._bytes_up += 4 * (res.numel() if cid in results else 0)
         self._bytes_down += 4 * int(download.numel()) * len(sampled)
         return results, dropped
 
