@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import polymodal.federated.fedsm_recipe  # noqa: E402,F401  (registers the recip
 from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
+from seed_tables import seed_table  # noqa: E402
 
 ROOT = Path(".bench/fedsm")
 SETTING = {"data": "fashion-mnist", "train_per_class": 1000, "n_clients": 20, "clients_per_round": 8, "alpha": 0.5,
@@ -40,21 +40,8 @@ COLUMNS = (("accuracy", "acc (last)"), ("best_accuracy", "acc (best)"), ("many_a
            ("medium_accuracy", "medium"), ("few_accuracy", "few"), ("crt_seconds", "CRT s"))
 
 
-def _fmt(values: list[float], digits: int) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
-
-
 def table(rows_by_seed: dict[int, dict[str, dict[str, float]]]) -> str:
-    names = list(next(iter(rows_by_seed.values())))
-    out = ["| method | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name in names:
-        cells = []
-        for key, _ in COLUMNS:
-            vals = [rows[name][key] for rows in rows_by_seed.values() if key in rows[name]]
-            cells.append(_fmt(vals, 1 if key == "crt_seconds" else 4) if vals else "")
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    return seed_table(rows_by_seed, COLUMNS, lambda k: 1 if k == "crt_seconds" else 4, first="method")
 
 
 def main() -> None:

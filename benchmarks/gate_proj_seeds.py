@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
 from polymodal.llm.module_study_recipe import QUICK  # noqa: E402
+from seed_tables import seed_table  # noqa: E402
 
 ROOT = Path(".bench/gate_proj")
 SETTING = {k: list(v) if isinstance(v, tuple) else v for k, v in QUICK.items()}
@@ -41,23 +41,8 @@ COLUMNS = (("accuracy", "accuracy"), ("pct_of_reference", "% of ref"), ("param_s
            ("ablation_drop_reset", "reset drop"))
 
 
-def _fmt(values: list[float], digits: int) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
-
-
 def table(rows_by_seed: dict[int, dict[str, dict[str, float]]]) -> str:
-    names = list(next(iter(rows_by_seed.values())))
-    out = ["| row | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name in names:
-        cells = []
-        for key, _ in COLUMNS:
-            vals = [rows[name][key] for rows in rows_by_seed.values() if key in rows[name]]
-            digits = 5 if key == "rel_delta_norm" else 1 if key in ("pct_of_reference", "param_share",
-                                                                     "transfer_pct") else 4
-            cells.append(_fmt(vals, digits) if vals else "")
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    return seed_table(rows_by_seed, COLUMNS, lambda k: 5 if k == "rel_delta_norm" else 1 if k in ("pct_of_reference", "param_share", "transfer_pct") else 4, first="row")
 
 
 def main() -> None:

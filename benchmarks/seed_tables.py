@@ -1,0 +1,27 @@
+"""Mean ± std tables over seeds for the benchmark scripts (``python benchmarks/<name>_seeds.py``)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+
+def mean_std(values: list[float], digits: int) -> str:
+    """``mean ± sample std`` (std 0 for one value)."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def seed_table(rows_by_seed: dict[int, dict[str, dict[str, float]]], columns: tuple[tuple[str, str], ...],
+               digits: Callable[[str], int], first: str = "method") -> str:
+    """A markdown table: one line per row name (in the first seed's order), one ``mean ± std`` cell per
+    ``(metric key, header)`` column over the seeds that report it; ``digits(key)`` decimals."""
+    names = list(next(iter(rows_by_seed.values())))
+    out = [f"| {first} | " + " | ".join(h for _, h in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name in names:
+        cells = []
+        for key, _ in columns:
+            vals = [rows[name][key] for rows in rows_by_seed.values() if key in rows.get(name, {})]
+            cells.append(mean_std(vals, digits(key)) if vals else "")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
