@@ -15,7 +15,6 @@ the last 20 rounds (evaluated every 5: 4 CRT rounds), M = 100 pseudo-features pe
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -30,7 +29,7 @@ import polymodal.federated.fedsm_recipe  # noqa: E402,F401  (registers the recip
 from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import seed_table  # noqa: E402
+from seed_tables import seed_parser, seed_table  # noqa: E402
 
 ROOT = Path(".bench/fedsm")
 SETTING = {"data": "fashion-mnist", "train_per_class": 1000, "n_clients": 20, "clients_per_round": 8, "alpha": 0.5,
@@ -45,12 +44,8 @@ def table(rows_by_seed: dict[int, dict[str, dict[str, float]]]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap = seed_parser(__doc__.splitlines()[0], "fmnist", ROOT / "table.md")
     ap.add_argument("--imb", type=float, nargs="+", default=[0.1, 0.01])
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--label", default="fmnist")
-    ap.add_argument("--out", type=Path, default=ROOT / "table.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}

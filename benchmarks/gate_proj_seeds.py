@@ -16,7 +16,6 @@ spec protocol pass ``--set steps=300 --set lr=2e-4 --set batch_size=8 --set warm
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -32,7 +31,7 @@ from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
 from polymodal.llm.module_study_recipe import QUICK  # noqa: E402
-from seed_tables import seed_table  # noqa: E402
+from seed_tables import seed_parser, seed_table  # noqa: E402
 
 ROOT = Path(".bench/gate_proj")
 SETTING = {k: list(v) if isinstance(v, tuple) else v for k, v in QUICK.items()}
@@ -46,11 +45,7 @@ def table(rows_by_seed: dict[int, dict[str, dict[str, float]]]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--label", default="quick-v3", help="run folder prefix under .bench/gate_proj (reused = resumed)")
-    ap.add_argument("--out", type=Path, default=ROOT / "table.md")
+    ap = seed_parser(__doc__.splitlines()[0], "quick-v3", ROOT / "table.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 
 
 def mean_std(values: list[float], digits: int) -> str:
@@ -25,3 +27,14 @@ def seed_table(rows_by_seed: dict[int, dict[str, dict[str, float]]], columns: tu
             cells.append(mean_std(vals, digits(key)) if vals else "")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def seed_parser(description: str, label: str, out: Path) -> argparse.ArgumentParser:
+    """The options every seed benchmark takes: ``--seeds``, ``--set KEY=VALUE``, ``--label`` (run folder prefix;
+    an existing folder is resumed) and ``--out`` (the markdown table)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--label", default=label, help="run folder prefix (an existing folder is resumed)")
+    ap.add_argument("--out", type=Path, default=out)
+    return ap

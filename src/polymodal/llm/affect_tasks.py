@@ -219,11 +219,16 @@ def load_goemotions_tsv(train_path: str | Path, test_path: str | Path | None = N
             raise DataFormatError(p, "no usable single-label rows")
         return out
 
-    train = read(train_path)
-    test = read(test_path) if test_path is not None else None
-    if test is None:
-        train, test = _split(train, test_share, seed)
+    train, test = _read_train_test(read, train_path, test_path, test_share, seed)
     return AffectTask("goemotions", tuple(labels), train, test, "Emotion", info={"source": str(train_path)})
+
+
+def _read_train_test(read, train_path, test_path, test_share: float, seed: int):
+    """``(train, test)`` examples: both files read, or the train file split when no test file is given."""
+    train = read(train_path)
+    if test_path is not None:
+        return train, read(test_path)
+    return _split(train, test_share, seed)
 
 
 def load_meld_csv(train_path: str | Path, test_path: str | Path | None = None, *, target: str = "emotion",
@@ -257,10 +262,7 @@ def load_meld_csv(train_path: str | Path, test_path: str | Path | None = None, *
             raise DataFormatError(p, "no rows")
         return out
 
-    train = read(train_path)
-    test = read(test_path) if test_path is not None else None
-    if test is None:
-        train, test = _split(train, test_share, seed)
+    train, test = _read_train_test(read, train_path, test_path, test_share, seed)
     return AffectTask(f"meld-{target}", labels, train, test, "Emotion" if target == "emotion" else "Sentiment",
                       info={"source": str(train_path)})
 
