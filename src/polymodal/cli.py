@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the recipe's config (repeatable), e.g. --set rounds=5")
     f.add_argument("--full", action="store_true", help="start from the recipe's full config, not its --quick one")
+
+    p = sub.add_parser("eval", help="score a prediction file with a task's official metrics")
+    esub = p.add_subparsers(dest="eval_command", metavar="TASK")
+    e = esub.add_parser("moment-retrieval", help="QVHighlights moment retrieval / highlight detection (Moment-DETR "
+                                                 "metrics) and, with --online, the OVG-HQ online metrics")
+    e.add_argument("--pred", required=True, metavar="FILE", help="predictions, JSONL (Moment-DETR submission format; "
+                   "online: windows [s, e, score, gentime])")
+    e.add_argument("--gt", required=True, metavar="FILE", help="ground truth, QVHighlights JSONL")
+    e.add_argument("--online", action="store_true", help="also compute the online metrics (oR@1, omAP, L = 1, 3, 5 s)")
+    e.add_argument("--out", metavar="FILE", help="also write the full metrics JSON here")
     return parser
 
 
@@ -295,6 +305,14 @@ def cmd_llm(args: argparse.Namespace) -> int:
     raise PolymodalError("give an action: 'polymodal llm chat PROMPT' or 'polymodal llm serve'")
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.eval_command != "moment-retrieval":
+        raise PolymodalError("give a task: 'polymodal eval moment-retrieval --pred FILE --gt FILE [--online]'")
+    from polymodal.video.grounding.metrics.cli import run_moment_retrieval_eval
+
+    return run_moment_retrieval_eval(args.pred, args.gt, online=args.online, out=args.out)
+
+
 def cmd_fl(args: argparse.Namespace) -> int:
     if args.fl_command != "launch":
         raise PolymodalError("give an action: 'polymodal fl launch [--supernodes N] [--rounds R]'")
@@ -336,7 +354,7 @@ def cmd_fl(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "info": cmd_info, "run": cmd_run, "compare": cmd_compare, "demo": cmd_demo,
-            "data": cmd_data, "llm": cmd_llm, "fl": cmd_fl}
+            "data": cmd_data, "llm": cmd_llm, "fl": cmd_fl, "eval": cmd_eval}
 
 if __name__ == "__main__":
     sys.exit(main())
