@@ -182,9 +182,11 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- reports
 def _lower_is_better(metric: str) -> bool:
-    """Losses, spreads, times, errors and rounds-to-target are better when lower (bolded at the minimum)."""
+    """Losses, spreads, times, errors, rounds-to-target and model sizes are better when lower (bolded at the
+    minimum)."""
     m = metric.lower()
-    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to", "fawning"))
+    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to", "fawning",
+                                "params", "macs", "flops", "latency", "_mb"))
 
 
 def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict[str, Path]) -> Path:
