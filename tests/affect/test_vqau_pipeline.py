@@ -1,6 +1,5 @@
 """AffectSeek's pipeline and baselines with the rule-based and scripted backends (spec affect.md 1.5, 1.8 Checks)."""
 
-import json
 
 import pytest
 import torch
@@ -82,7 +81,13 @@ def test_prompt_injection_yields_a_schema_valid_answer(bench, encoder):
         pred = AffectSeek(llm, encoder, llm_stages=("intent", "verify", "emotion", "rationale")).run(video, INJECTION)
         ans = pred.answer()
         assert 0 <= ans.start < ans.end <= video.duration and "HACKED" not in ans.rationale
-    assert pred.fallbacks >= 4 and pred.llm_calls >= 7  # each JSON role retried once, then every role fell back
+    # the one-line intent keeps only words of the query, so the injected reply cannot add cues; the JSON roles
+    # (verify, emotion: this backend has no log-probabilities) and the rationale fell back to their rules
+    intent = next(e for e in pred.trace if e["kind"] == "parsed" and e.get("role") == "intent")["parsed"]
+    query_words = set(INJECTION.lower().replace(".", "").split())
+    assert all(w in query_words for c in intent.cues for w in c.split())
+    fell = {e["role"] for e in pred.trace if e["kind"] == "fallback"}
+    assert {"verify", "emotion", "rationale"} <= fell and pred.llm_calls >= 6
     one = OneStepLLM(complying, encoder).run(video, INJECTION)
     assert one.answer() and one.fallbacks == 1
 
@@ -93,8 +98,8 @@ def test_scripted_llm_answers_are_used_and_memoised(bench, encoder):
 
     def reply(msgs):
         system = msgs[0]["content"]
-        if "search cues" in system:
-            return json.dumps({"cues": "", "polarity": "unknown", "when": "none"})
+        if "pick out" in system:  # the one-line intent: words of the query
+            return ", ".join(rec.query.split()[-3:])
         if "name the emotion" in system:
             return '```json\n{"emotion": "surprise", "confidence": 0.7}\n```'
         return "It is seen as a surprise because of the laughter. More text."

@@ -42,8 +42,8 @@ def test_config_errors():
 
 def _server_reply(msgs):
     system = msgs[0]["content"]
-    if "search cues" in system:
-        return '{"cues": "park, laughter", "polarity": "positive", "when": "none"}'
+    if "pick out" in system:  # the one-line intent (cues not in the query are dropped; then the rule's)
+        return "park, laughter"
     if "name the emotion" in system:
         return '{"emotion": "Joy", "confidence": 0.6}'
     if "find a moment" in system:
@@ -62,6 +62,9 @@ def test_recipe_against_a_local_openai_compatible_server(tmp_path):
         models = {r["body"]["model"] for r in server.requests}
     assert paths == {"/v1/chat/completions"} and models == {"stub-model"}
     assert res.rows["affectseek"]["llm_calls_per_query"] >= 3  # intent, emotion, rationale over HTTP
+    # no log-probabilities over HTTP: every call is generated, the emotion comes from the JSON role
+    assert res.rows["affectseek"]["scored_calls_per_query"] == 0 and res.extra["scoring_available"] is False
+    assert res.rows["affectseek"]["fallback_rate_emotion"] == 0.0  # the stub's JSON emotion parses
     assert res.rows["one-step-llm"]["llm_calls_per_query"] == 1 and res.rows["one-step-llm"]["fallbacks_per_query"] == 0
     assert res.rows["one-step-llm"]["accuracy"] in (0.0, 0.5, 1.0)
     events = [json.loads(x) for x in (tmp_path / "o" / "trace-affectseek.jsonl").read_text().splitlines()]

@@ -11,7 +11,14 @@ Ten-line use::
     print(evaluate(preds, bench.records, bench.videos))
 """
 
-from polymodal.affect.vqau.agents import Intent, MemoBackend, RuleBasedLLM
+from polymodal.affect.vqau.agents import (
+    Intent,
+    IntentLine,
+    MemoBackend,
+    RuleBasedLLM,
+    can_score,
+    score_options,
+)
 from polymodal.affect.vqau.baselines import OneStepLLM, RetrievalClassifier
 from polymodal.affect.vqau.loader import load_benchmark, load_records, load_timelines, save_benchmark
 from polymodal.affect.vqau.metrics import (
@@ -39,6 +46,7 @@ __all__ = [
     "EMOTIONS",
     "AffectSeek",
     "Intent",
+    "IntentLine",
     "MemoBackend",
     "OneStepLLM",
     "RetrievalClassifier",
@@ -50,6 +58,7 @@ __all__ = [
     "VQAURecord",
     "VideoTimeline",
     "bleu4",
+    "can_score",
     "emotion_scores",
     "evaluate",
     "is_grounded",
@@ -60,5 +69,6 @@ __all__ = [
     "make_benchmark",
     "rouge_l",
     "save_benchmark",
+    "score_options",
     "tiou",
 ]

@@ -12,6 +12,9 @@ One run answers the same test queries with every row, on the same benchmark, see
 The backend is picked with flat fields: ``--set backend=openai --set base_url=http://127.0.0.1:8000/v1 --set
 model=NAME`` (any OpenAI-compatible server), ``backend=transformers`` (default: the bundled SmolLM2-135M-Instruct,
 or ``model=`` a local HF dir / .gguf) or ``backend=rule`` (the deterministic rule-based backend of spec 1.5).
+``emotion_decoding=score`` (default) makes the closed choices (emotion label, one-step line and label) by
+log-probabilities when the backend has them; ``generate`` (and any OpenAI-compatible server) uses generated JSON.
+Per-stage fallback rates (``fallback_rate_<stage>``) and scored / generated calls per query are in every row.
 Identical LLM requests across rows are answered once (:class:`MemoBackend`). Every row's predictions are
 checkpointed, so ``--resume`` skips finished rows; every prompt and reply is in ``trace-<row>.jsonl``.
 """
@@ -24,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from polymodal.affect.vqau.agents import MemoBackend, RuleBasedLLM
+from polymodal.affect.vqau.agents import MemoBackend, RuleBasedLLM, can_score
 from polymodal.affect.vqau.baselines import OneStepLLM, RetrievalClassifier
 from polymodal.affect.vqau.loader import load_benchmark
 from polymodal.affect.vqau.metrics import evaluate
@@ -63,6 +66,10 @@ class AffectSeekConfig(RecipeConfig):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     llm_stages: tuple[str, ...] = Field(("intent", "emotion", "rationale"),
                                         description=f"stages that ask the language model, any of {LLM_STAGES}")
+    emotion_decoding: Literal["score", "generate"] = Field(
+        "score", description="score: closed choices (emotion label, intent polarity, one-step line and label) by "
+        "log-probabilities when the backend has them (transformers, llama-cpp), else generate; generate: always "
+        "the generated-JSON path (the only one an OpenAI-compatible server offers)")
     n_videos: int = Field(20, ge=1, description="synthetic test videos")
     train_videos: int = Field(20, ge=1, description="synthetic training videos (retrieval-classifier only)")
     min_seconds: float = Field(300.0, gt=0, description="shortest synthetic video")
@@ -84,12 +91,15 @@ class AffectSeekConfig(RecipeConfig):
 
     @classmethod
     def protocol_fields(cls) -> tuple[str, ...]:
-        return (*super().protocol_fields(), "backend", "model", "base_url", "llm_stages", "n_videos", "train_videos",
+        return (*super().protocol_fields(), "backend", "model", "base_url", "llm_stages", "emotion_decoding",
+                "n_videos", "train_videos",
                 "min_seconds", "max_seconds", "n_queries", "top_k", "max_rounds")
 
 
-#: ``--quick``: 3 short videos (1-2 min), 4 queries, SmolLM2 on one thread (CPU decoding is the budget)
-QUICK = {"n_videos": 3, "train_videos": 12, "min_seconds": 60.0, "max_seconds": 120.0, "n_queries": 4, "threads": 1}
+#: ``--quick``: short videos (1-2 min), 24 queries, SmolLM2 on one thread (CPU decoding is the budget)
+QUICK = {"n_videos": 4, "train_videos": 12, "min_seconds": 60.0, "max_seconds": 120.0, "n_queries": 24, "threads": 1}
+#: trace roles whose answer path is counted (``stage`` events): fallback rates per stage in the result
+STAGE_ROLES = ("intent", "intent-polarity", "emotion", "rationale", "one-step", "one-step-emotion")
 
 
 def make_llm(cfg: AffectSeekConfig):
@@ -133,7 +143,8 @@ def select_queries(bench: VQAUBenchmark, n: int | None, seed: int) -> list:
 
 
 def build_row(row: str, cfg: AffectSeekConfig, llm, encoder, train: VQAUBenchmark | None):
-    common = {"top_k": cfg.top_k, "max_rounds": cfg.max_rounds, "llm_stages": cfg.llm_stages, "seed": cfg.seed}
+    common = {"top_k": cfg.top_k, "max_rounds": cfg.max_rounds, "llm_stages": cfg.llm_stages, "seed": cfg.seed,
+              "emotion_decoding": cfg.emotion_decoding}
     if row == "affectseek":
         return AffectSeek(llm, encoder, **common)
     if row == "affectseek-no-verification":
@@ -141,7 +152,7 @@ def build_row(row: str, cfg: AffectSeekConfig, llm, encoder, train: VQAUBenchmar
     if row == "affectseek-no-intent":
         return AffectSeek(llm, encoder, intent=False, **common)
     if row == "one-step-llm":
-        return OneStepLLM(llm, encoder, seed=cfg.seed)
+        return OneStepLLM(llm, encoder, emotion_decoding=cfg.emotion_decoding, seed=cfg.seed)
     if train is None or not train.records:
         raise ConfigError("row 'retrieval-classifier' needs training records")
     return RetrievalClassifier(encoder, seed=cfg.seed).fit(train)
@@ -149,6 +160,8 @@ def build_row(row: str, cfg: AffectSeekConfig, llm, encoder, train: VQAUBenchmar
 
 def run_row(system, queries: list, bench: VQAUBenchmark, trace: Trace, row: str) -> tuple[list[VQAUPrediction], dict]:
     preds, seconds, tokens = [], [], []
+    paths: dict[str, dict[str, int]] = {}
+    modes = {"score": 0, "generate": 0}
     with progress_bar(len(queries), f"affectseek: {row}") as bar:
         for rec in queries:
             t0 = time.perf_counter()
@@ -156,6 +169,12 @@ def run_row(system, queries: list, bench: VQAUBenchmark, trace: Trace, row: str)
             seconds.append(time.perf_counter() - t0)
             tokens.append(sum((e.get("prompt_tokens") or 0) + (e.get("completion_tokens") or 0)
                               for e in pred.trace if e["kind"] == "llm_call"))
+            for e in pred.trace:
+                if e["kind"] == "stage" and e.get("role") in STAGE_ROLES:
+                    per = paths.setdefault(e["role"], {})
+                    per[e["path"]] = per.get(e["path"], 0) + 1
+                elif e["kind"] == "llm_call":
+                    modes["score" if e.get("mode") == "score" else "generate"] += 1
             pred.trace = []  # kept in the trace file, not in the checkpoint
             preds.append(pred)
             bar.advance()
@@ -165,7 +184,12 @@ def run_row(system, queries: list, bench: VQAUBenchmark, trace: Trace, row: str)
              "seconds_per_query": float(np.mean(seconds)) if seconds else 0.0,
              "tokens_per_query": float(np.mean(tokens)) if tokens else 0.0,
              "rounds": sum(p.rounds for p in preds) / n,
-             "unverified": sum(not p.verified for p in preds) / n}
+             "unverified": sum(not p.verified for p in preds) / n,
+             "scored_calls_per_query": modes["score"] / n, "generated_calls_per_query": modes["generate"] / n}
+    for role, per in paths.items():  # share of the stage's model answers replaced by the rule (None: never asked)
+        asked = sum(v for k, v in per.items() if k != "rule")
+        if asked:
+            stats[f"fallback_rate_{role.replace('-', '_')}"] = per.get("fallback", 0) / asked
     return preds, stats
 
 
@@ -179,8 +203,22 @@ def affectseek_report(d, result: dict, run_dirs: dict) -> tuple[list[str], list]
     values = {r["method"]: float(r["metrics"].get("joint@0.5", 0.0)) for r in rows}
     md = ["## Notes", "",
           "Metric definitions are ours (spec affect.md 1.6; only 'Joint' and 'Accuracy' are named by the paper). "
-          "`fallbacks_per_query` counts role replies that failed to parse twice and were replaced by the role's "
-          "rule answer: with a small model, a high value means the row's numbers are largely the rules'.", ""]
+          "`fallbacks_per_query` counts stage answers replaced by the rule's (a reply that failed to parse twice, a "
+          "scoring error, an ungrounded rationale): with a small model, a high value means the row's numbers are "
+          "largely the rules'. `emotion_decoding=score` makes closed choices (emotion label, intent polarity, the "
+          "one-step line and label) by log-probabilities, which cannot fail to parse.", ""]
+    stage_cols = sorted({k for r in rows for k in r["metrics"] if k.startswith("fallback_rate_")})
+    if stage_cols:
+        md += ["### Fallback rate per stage (share of the stage's model answers replaced by its rule)", "",
+               "| method | scored calls/q | generated calls/q | " + " | ".join(c[len("fallback_rate_"):]
+                                                                          for c in stage_cols) + " |",
+               "|---" * (len(stage_cols) + 3) + "|"]
+        for r in rows:
+            m = r["metrics"]
+            md.append(f"| {r['method']} | {m.get('scored_calls_per_query', 0):.2f} | "
+                      f"{m.get('generated_calls_per_query', 0):.2f} | " +
+                      " | ".join(f"{m[c]:.2f}" if c in m else "—" for c in stage_cols) + " |")
+        md.append("")
     fig = plot_bars(values, ylabel="Joint@0.5", title="affectseek: window and emotion both right",
                     highlight="affectseek")
     return md, [_save(fig, Path(d) / "joint.png")]
@@ -227,6 +265,8 @@ def run_affectseek(cfg: AffectSeekConfig, run: Run) -> Result:
         seconds[row] = float(done["seconds"])
     extra: dict[str, Any] = {"backend": cfg.backend, "model": cfg.model or ("bundled SmolLM2-135M-Instruct"
                              if cfg.backend == "transformers" else None), "llm_stages": list(cfg.llm_stages),
+                             "emotion_decoding": cfg.emotion_decoding,
+                             "scoring_available": bool(llm is not None and can_score(llm)),
                              "n_queries": len(queries), "n_videos": len(bench.videos),
                              "mean_video_seconds": float(np.mean([v.duration for v in bench.videos.values()])),
                              "setup_seconds": round(setup_s, 2),

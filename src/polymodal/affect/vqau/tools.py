@@ -254,6 +254,15 @@ def evidence_text(video: VideoTimeline, first: int, last: int, *, max_chars: int
     return text[:max_chars]
 
 
+def short_evidence(video: VideoTimeline, first: int, last: int, *, max_items: int = 6) -> str:
+    """The window's affect-cue tags and sounds in one line (``"Cues: a, b. Heard: c."``): the scored emotion
+    prompt's evidence, short because a 135M model's choice degrades with prompt length."""
+    segs = video.segments[first: last + 1]
+    cues = list(dict.fromkeys(t for s in segs for t in s.affect_cues))[:max_items]
+    audio = list(dict.fromkeys(t for s in segs for t in s.audio_tags))[:max_items]
+    return f"Cues: {', '.join(cues) or 'none'}. Heard: {', '.join(audio) or 'nothing'}."
+
+
 def rule_rationale(video: VideoTimeline, first: int, last: int, emotion: str) -> str:
     """Template rationale citing one visual phrase, one audio event and one transcript fragment of the window."""
     segs = video.segments[first: last + 1]
