@@ -5,7 +5,8 @@ over seeds per row: accuracy, macro F1, weighted F1 and training seconds. Raw re
 
 Default setting = the recipe's ``--quick`` setting (CPU budget: ~5 minutes per seed on one loaded core): 700
 synthetic stickers (560 train / 140 test, 30 % text label noise), 96 px, 6 epochs, embed_dim 128, frozen MiniLM
-view embeddings. Add rows or epochs with ``--set``, e.g. ``--set epochs=10 --set methods=[mghft,mghft-no-tgfa]``.
+view embeddings (LayerNorm'd before ``l_proj``; ``--set text_norm=false`` gives the raw, ~10x weaker text scale of the
+first version). Add rows or epochs with ``--set``, e.g. ``--set epochs=10 --set methods=[mghft,mghft-no-tgfa]``.
 
     python benchmarks/mghft_seeds.py --seeds 0 1 2
 """

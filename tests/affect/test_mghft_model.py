@@ -150,3 +150,25 @@ def test_tiny_text_encoder_takes_hashed_ids():
     out = m(torch.rand(2, 3, 96, 96), ids)
     F.cross_entropy(out["logits"], torch.tensor([1, 2])).backward()
     assert m.text_encoder.bag.weight.grad is not None
+
+
+def test_text_norm_makes_l2_normalised_view_embeddings_enter_at_full_scale():
+    # MiniLM embeddings are L2-normalised (components ~0.05); the paper's BERT features have norms ~10-15. Without the
+    # LayerNorm the text vectors were ~10x weaker than the visual tokens they are added to (the defect fixed here).
+    v = F.normalize(torch.randn(3, 4, 384), dim=-1)
+    m = _small()
+    with torch.no_grad():
+        assert torch.allclose(m.encode_text(v), m.encode_text(15.0 * v), rtol=1e-2, atol=1e-2)  # scale-free (up to LN eps)
+        raw = _small(text_norm=False)
+        raw.load_state_dict(m.state_dict(), strict=False)
+        assert m.encode_text(v).std() > 5 * raw.encode_text(v).std()
+        assert torch.allclose(raw.encode_text(v), raw.l_proj(v))
+
+
+def test_fusion_parameters_are_everything_but_the_backbone():
+    m = _small()
+    fusion = {id(p) for p in m.fusion_parameters()}
+    backbone = {id(p) for p in m.backbone.parameters()}
+    assert not fusion & backbone
+    assert fusion | backbone == {id(p) for p in m.parameters()}
+    assert id(m.l_proj.weight) in fusion and id(m.head.weight) in fusion and id(m.tgfa.pos) in fusion

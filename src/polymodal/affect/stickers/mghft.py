@@ -150,6 +150,9 @@ class MGHFT(nn.Module):
     ``text_encoder`` (a trainable module such as ``HashingBagEncoder``) is given. ``fusion="mean"`` replaces TGFA by
     mean pooling (ablation); ``use_contrastive=False`` drops the contrastive terms (ablation).
     ``replicate_stage4_text_quirk=True`` makes the 4th local text token reuse stage 3's (the released code).
+    ``text_norm=True`` (default) LayerNorms the view embeddings before ``l_proj``: MiniLM's are L2-normalised (norm
+    1, components ~0.05) where the paper's BERT mean-pooled hidden states have norms ~10-15, so without it the text
+    vectors enter ~10x weaker than the architecture assumes [reconstruction]; ``False`` gives the raw scale.
     """
 
     def __init__(self, n_classes: int, img_size: int = 96, dims: Sequence[int] = (32, 64, 160, 256),
@@ -160,7 +163,7 @@ class MGHFT(nn.Module):
                  dropout: float = 0.1, temperature: float = 0.07, structure_weight: float = 30.0,
                  contrastive_weight: float = 0.5, label_smoothing: float = 0.2, use_contrastive: bool = True,
                  fusion: str = "tgfa", replicate_stage4_text_quirk: bool = False,
-                 text_encoder: nn.Module | None = None):
+                 text_encoder: nn.Module | None = None, text_norm: bool = True):
         super().__init__()
         if len(dims) != 4:
             raise ValueError("MGHFT has four stages (one per view); dims needs 4 entries")
@@ -178,6 +181,7 @@ class MGHFT(nn.Module):
                                  f"image size {img_size} is too small for alpha {alpha} (>= 96 px for alpha 8)")
         self.n_visual = 4 + sum(self.counts)  # 4 global + selected local tokens (996 by default)
         self.text_encoder = text_encoder
+        self.text_norm = nn.LayerNorm(text_dim) if text_norm else nn.Identity()
         self.l_proj = nn.Linear(text_dim, embed_dim)
         self.text_mlps = nn.ModuleList(_mlp(embed_dim, c) for c in dims)
         self.token_proj = nn.ModuleList(_mlp(c, embed_dim) if i < 3 or c != embed_dim else nn.Identity()
@@ -197,7 +201,7 @@ class MGHFT(nn.Module):
         """View vectors t_1..t_4 ``(B, 4, embed_dim)``."""
         if self.text_encoder is not None:
             views = self.text_encoder(views)
-        return self.l_proj(views.float())
+        return self.l_proj(self.text_norm(views.float()))
 
     def forward(self, images: torch.Tensor, views: torch.Tensor | None = None, return_parts: bool = False) -> dict:
         if views is None:
@@ -237,6 +241,11 @@ class MGHFT(nn.Module):
             out.update(visual_tokens=visual, text_tokens=text, local_text=torch.stack(local_text, 1),
                        selected=[x.shape[1] for x in local_tokens])
         return out
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """Every parameter outside the PVT backbone (text branch, projections, TGFA, head)."""
+        backbone = {id(p) for p in self.backbone.parameters()}
+        return [p for p in self.parameters() if id(p) not in backbone]
 
     def loss(self, out: dict, labels: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(out["logits"], labels, label_smoothing=self.label_smoothing)

@@ -60,6 +60,8 @@ class MGHFTConfig(RecipeConfig):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(3e-4, gt=0, description="paper: 1e-3 (stalls for the tiny from-scratch PVT here)")
+    fusion_lr: float | None = Field(None, gt=0, description="MGHFT rows: lr of the parts outside the PVT (text "
+                                    "branch, projections, TGFA, head); None = lr")
     weight_decay: float = Field(0.05, ge=0)
     warmup_epochs: int = Field(1, ge=0)
     label_smoothing: float = Field(0.2, ge=0, lt=1)
@@ -70,6 +72,8 @@ class MGHFTConfig(RecipeConfig):
     flip: bool = Field(True, description="random horizontal flips while training")
     replicate_view_text_bug: bool = Field(False, description="encode the whole text for every view (released code)")
     replicate_stage4_text_quirk: bool = Field(False, description="4th local text token = stage 3's (released code)")
+    text_norm: bool = Field(True, description="LayerNorm the frozen view embeddings before l_proj (MiniLM's are "
+                            "L2-normalised, ~10x smaller than the paper's BERT features); False: raw scale")
     threads: int | None = Field(None, ge=1)
 
     @field_validator("methods")
@@ -124,7 +128,8 @@ def build_model(cfg: MGHFTConfig, row: str, n_classes: int, text_module, text_di
                  structure_weight=cfg.structure_weight, contrastive_weight=cfg.contrastive_weight,
                  label_smoothing=cfg.label_smoothing, use_contrastive=row != "mghft-no-contrastive",
                  fusion="mean" if row == "mghft-no-tgfa" else "tgfa",
-                 replicate_stage4_text_quirk=cfg.replicate_stage4_text_quirk, text_encoder=text_module, **pvt_kw)
+                 replicate_stage4_text_quirk=cfg.replicate_stage4_text_quirk, text_encoder=text_module,
+                 text_norm=cfg.text_norm, **pvt_kw)
 
 
 def _forward(model, row: str, images, views) -> dict:
@@ -168,7 +173,13 @@ def train_row(cfg: MGHFTConfig, run: Run, row: str, train: StickerDataset, test:
               feats: ViewFeaturizer, views_tr, views_te, device: str) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, row, len(train.class_names), feats.make_module(), feats.dim).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "scale": 1.0}]
+    if cfg.fusion_lr is not None and isinstance(model, MGHFT):
+        fusion = model.fusion_parameters()
+        ids = {id(p) for p in fusion}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "scale": 1.0},
+                  {"params": fusion, "scale": cfg.fusion_lr / cfg.lr}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total, warm = steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs
     ckpt = f"{row}-last.pt"
@@ -193,7 +204,7 @@ def train_row(cfg: MGHFTConfig, run: Run, row: str, train: StickerDataset, test:
                 lr = cfg.lr * (step + 1) / warm if step < warm else \
                     cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g["scale"]
                 idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
                 if len(idx) < 2:
                     continue
