@@ -2,9 +2,13 @@
 
 Every fault kind at several severities, injected into ``--positions`` seeded positions of each evaluation window;
 accuracy per (row, fault, severity). Default backend: the deterministic rule backend (`--backend rules`); pass
-`--backend transformers` for the bundled SmolLM2 (slow: ~6 LLM calls per window).
+`--backend transformers` for the bundled SmolLM2: with `--decoding score` (default) each undecided role is one
+scored forward pass (constrained choice among the rule tool's hypotheses), with `--decoding generate` the JSON
+path (~6 generated replies per window, mostly falling back to the rules on a 135M model).
 
     .venv/bin/python benchmarks/sensing_agents_faults.py --windows 21 --severities 1 3 5 --out runs/sensing_faults
+    .venv/bin/python benchmarks/sensing_agents_faults.py --backend transformers --windows 14 --severities 3 \
+        --faults bias_ramp noise nan missing --out runs/sensing_faults_smollm2
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ ROWS = ("sensing-agents", "single-agent", "majority-vote", "random-forest", "cnn
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="rules", choices=("rules", "transformers"))
+    ap.add_argument("--decoding", default="score", choices=("score", "generate"))
+    ap.add_argument("--calibrate", default="train", choices=("train", "content-free", "none"))
+    ap.add_argument("--n-calibration", type=int, default=14, help="training windows for --calibrate train")
+    ap.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS)
     ap.add_argument("--participants", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--windows", type=int, default=21)
@@ -58,11 +66,17 @@ def main() -> None:
         from polymodal.llm import TransformersBackend
 
         llm = TransformersBackend()
-    sa, single = SensingAgents(llm, max_tokens=24, repair=False), SingleAgentHAR(llm, max_tokens=24, repair=False)
+    kw = {"max_tokens": 24, "repair": False, "decoding": args.decoding, "calibrate": args.calibrate}
+    sa, single = SensingAgents(llm, **kw), SingleAgentHAR(llm, **kw)
+    if llm is not None and args.calibrate == "train" and sa.scoring(llm):
+        cal = [train.window(i) for i in stratified_indices(train.y, args.n_calibration, args.seed + 1)]
+        sa.fit_calibration(cal)
+        single.fit_calibration(cal)
+    stats = {"roles": 0, "scored": 0, "tool_decided": 0, "fallbacks": 0, "salvaged": 0, "calls": 0, "windows": 0}
     tw = [train.window(i) for i in range(len(train))]
     rf = RandomForestHAR(n_estimators=100, seed=args.seed).fit(tw, train.y)
     cnn = CNNHAR(epochs=args.cnn_epochs, seed=args.seed).fit(tw, train.y)
-    conditions = [("clean", 0)] + [(k, s) for k in FAULTS for s in (args.severities if k in
+    conditions = [("clean", 0)] + [(k, s) for k in args.faults for s in (args.severities if k in
                                                                       ("bias_ramp", "gain", "noise") else [3])]
     table: dict[str, dict[str, float]] = {r: {} for r in ROWS}
     t0 = time.perf_counter()
@@ -79,6 +93,10 @@ def main() -> None:
         preds = {r: [] for r in ROWS}
         for w in wins:
             p = sa.predict(w)
+            for k, v in (("roles", len(p.reports) + len(p.debate) + 1), ("scored", p.scored), ("windows", 1),
+                         ("tool_decided", p.tool_decided), ("fallbacks", p.fallbacks), ("salvaged", p.salvaged),
+                         ("calls", p.calls)):
+                stats[k] += v
             preds["sensing-agents"].append(p.label)
             preds["majority-vote"].append(majority_vote(p.reports))
             preds["single-agent"].append(single.predict(w).label)
@@ -90,11 +108,14 @@ def main() -> None:
     cols = list(table[ROWS[0]])
     md = markdown_table(["method", *cols], [[r, *[table[r][c] for c in cols]] for r in ROWS],
                         bold_best={i: "max" for i in range(1, len(cols) + 1)})
-    meta = {"backend": args.backend, "windows": len(idx), "positions_corrupted": args.positions,
+    meta = {"backend": args.backend, "decoding": sa.decoding_used(), "calibrate": args.calibrate, "windows": len(idx),
+            "positions_corrupted": args.positions, "sensing_agents_roles": stats,
             "seconds": round(time.perf_counter() - t0, 1), "train_windows": len(train)}
     (out / "faults.json").write_text(json.dumps({"meta": meta, "accuracy": table}, indent=1))
-    (out / "faults.md").write_text(f"backend: {args.backend}, {len(idx)} windows, {args.positions} positions "
-                                   f"corrupted per window\n\n{md}\n")
+    (out / "faults.md").write_text(f"backend: {args.backend} (decoding {sa.decoding_used()}, calibrate {args.calibrate}), {len(idx)} windows, "
+                                   f"{args.positions} positions corrupted per window; sensing-agents roles: {stats}"
+                                   f"\n\n{md}\n")
+    print(meta)
     print(md)
 
 

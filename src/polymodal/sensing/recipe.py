@@ -58,6 +58,17 @@ class SensingAgentsConfig(RecipeConfig):
     timeout: float = Field(120.0, gt=0, description="seconds per HTTP request (openai)")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_tokens: int = Field(48, ge=8, le=1024, description="completion budget of each agent call")
+    decoding: Literal["score", "generate"] = Field(
+        "score", description="score: each role picks its label by the log-probabilities of the label continuations "
+        "(constrained choice, no JSON) when the backend offers them (transformers, llama-cpp); generate: JSON replies "
+        "with pydantic validation, label parser, repair and rule fallback (always used on openai servers)")
+    calibrate: Literal["train", "content-free", "none"] = Field(
+        "train", description="score mode: subtract each label's mean score over n_calibration training windows "
+        "(train), or its score after a content-free prompt (content-free), or nothing (none)")
+    n_calibration: int = Field(14, ge=1, description="training windows (stratified) for calibrate=train")
+    choice_set: Literal["hypotheses", "all"] = Field(
+        "hypotheses", description="score mode: the options of an analyst / the single agent are the rule tool's top "
+        "hypotheses (covering 90 % of its mass, at most 3, shown in the prompt) or all seven activities")
     repair: bool = Field(True, description="ask once more (quoting the error) when a reply has neither valid JSON "
                          "nor an activity word, before falling back to the rules")
     participants: int = Field(3, ge=2, le=10, description="synthetic participants (embedded data)")
@@ -96,11 +107,14 @@ class SensingAgentsConfig(RecipeConfig):
     def protocol_fields(cls) -> tuple[str, ...]:
         return (*super().protocol_fields(), "backend", "model", "base_url", "participants", "seconds_per_activity",
                 "test_participants", "pocket", "window", "step", "n_eval_windows", "faults", "fault_severity",
-                "fault_positions", "n_fault_windows", "threads")
+                "fault_positions", "n_fault_windows", "threads", "decoding", "calibrate", "n_calibration",
+                "choice_set")
 
 
-QUICK = {"participants": 3, "seconds_per_activity": 12.0, "n_eval_windows": 7, "faults": ("nan", "bias_ramp"),
-         "n_fault_windows": 2, "max_tokens": 24, "repair": False, "rf_trees": 50, "cnn_epochs": 25, "threads": 1}
+#: ``--quick``: 28 clean windows (4 per class) + 7 per fault; with ``decoding=score`` SmolLM2 costs one forward
+#: pass per undecided role (~3.6 per window), so the quick run fits the 10-minute budget on 2 cores
+QUICK = {"participants": 3, "seconds_per_activity": 12.0, "n_eval_windows": 28, "faults": ("nan", "bias_ramp", "noise"),
+         "n_fault_windows": 7, "max_tokens": 24, "repair": False, "rf_trees": 50, "cnn_epochs": 25, "threads": 1}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,7 +209,8 @@ def _read_predictions(path: Path) -> dict[str, dict]:
     return out
 
 
-def run_agent_rows(cfg: SensingAgentsConfig, run: Run, conds: dict[str, list[dict]], y: list[str]) -> dict:
+def run_agent_rows(cfg: SensingAgentsConfig, run: Run, conds: dict[str, list[dict]], y: list[str],
+                   train: WindowSet | None = None) -> dict:
     """Every agent prediction (resumable), as ``{row: {cond: [record...]}}``."""
     need_sa = any(r in cfg.methods for r in ("sensing-agents", "majority-vote"))
     need_single = "single-agent" in cfg.methods
@@ -206,10 +221,22 @@ def run_agent_rows(cfg: SensingAgentsConfig, run: Run, conds: dict[str, list[dic
     todo -= sum(1 for k in done if k.split("|")[0] in (["sensing-agents"] if need_sa else []) +
                 (["single-agent"] if need_single else []))
     llm = make_llm(cfg) if todo > 0 else None
+    choice = {"decoding": cfg.decoding, "calibrate": cfg.calibrate, "choice_set": cfg.choice_set}
     sa = SensingAgents(llm, max_rounds=cfg.max_rounds, debate_on_conflict_only=cfg.debate_on_conflict_only,
                        conflict_on=cfg.conflict_on, max_tokens=cfg.max_tokens, pocket=cfg.pocket, seed=cfg.seed,
-                       repair=cfg.repair)
-    single = SingleAgentHAR(llm, max_tokens=cfg.max_tokens, seed=cfg.seed, repair=cfg.repair)
+                       repair=cfg.repair, **choice)
+    single = SingleAgentHAR(llm, max_tokens=cfg.max_tokens, seed=cfg.seed, repair=cfg.repair, **choice)
+    if llm is not None and cfg.calibrate == "train" and sa.scoring(llm) and train is not None:
+        cal = [train.window(i) for i in stratified_indices(train.y, cfg.n_calibration, cfg.seed + 1)]
+        t0 = time.perf_counter()
+        with progress_bar(2 * len(cal), "sensing-agents: calibration on training windows") as bar:
+            for agent, needed in ((sa, need_sa), (single, need_single)):
+                if needed:
+                    agent.fit_calibration(cal, cfg.note)
+                bar.advance(len(cal))
+        atomic_write_text(run.path("calibration.json"), json.dumps(
+            {"windows": len(cal), "seconds": round(time.perf_counter() - t0, 2), "sensing-agents": sa.priors,
+             "single-agent": single.priors}, indent=1))
     trace = Trace(run.path("trace.jsonl"))
     with open(pred_path, "a") as fh, progress_bar(max(todo, 0), "sensing-agents: agent windows") as bar:
         for cond, wins in conds.items():
@@ -226,14 +253,18 @@ def run_agent_rows(cfg: SensingAgentsConfig, run: Run, conds: dict[str, list[dic
                             rec = {"key": key, "label": p.label, "mv": majority_vote(p.reports),
                                    "conflict": p.conflict, "calls": p.calls, "debate_turns": len(p.debate),
                                    "tokens": p.prompt_tokens + p.completion_tokens, "seconds": p.seconds,
-                                   "fallbacks": p.fallbacks, "salvaged": p.salvaged, "roles": len(p.reports) + len(p.debate) + 1,
+                                   "fallbacks": p.fallbacks, "salvaged": p.salvaged, "scored": p.scored,
+                                   "tool_decided": p.tool_decided, "decoding": p.decoding,
+                                   "roles": len(p.reports) + len(p.debate) + 1,
                                    "analysts": {r.position: r.label for r in p.reports},
                                    "positions": sorted(w)}
                         else:
                             p = single.predict(w, cfg.note, trace=t)
                             rec = {"key": key, "label": p.label, "calls": p.calls,
                                    "tokens": p.prompt_tokens + p.completion_tokens, "seconds": p.seconds,
-                                   "fallbacks": int(p.fallback), "salvaged": int(p.salvaged), "roles": 1}
+                                   "fallbacks": int(p.fallback), "salvaged": int(p.salvaged),
+                                   "scored": int(p.scored), "tool_decided": int(p.tool_decided),
+                                   "decoding": p.decoding, "roles": 1}
                         rec["true"] = y[i]
                         fh.write(json.dumps(rec) + "\n")
                         fh.flush()
@@ -247,14 +278,17 @@ def run_agent_rows(cfg: SensingAgentsConfig, run: Run, conds: dict[str, list[dic
 
 
 def _cost(recs: list[dict]) -> dict[str, float]:
-    """LLM calls, tokens (prompt + completion) and seconds per window; the share of role answers that fell back
-    to the rules after a failed parse and a failed repair."""
+    """LLM calls, tokens (prompt + completion) and seconds per window; the shares of role answers that fell back
+    to the rules (failed parse and repair, or a scoring error), were read by the label parser (salvaged), were
+    chosen by log-probability scoring (scored) or needed no call (one hypothesis left: tool_decided)."""
     n = max(len(recs), 1)
     return {"llm_calls_per_window": sum(r["calls"] for r in recs) / n,
             "tokens_per_window": sum(r["tokens"] for r in recs) / n,
             "seconds_per_window": sum(r["seconds"] for r in recs) / n,
             "fallback_rate": sum(r["fallbacks"] for r in recs) / max(sum(r["roles"] for r in recs), 1),
-            "salvage_rate": sum(r.get("salvaged", 0) for r in recs) / max(sum(r["roles"] for r in recs), 1)}
+            "salvage_rate": sum(r.get("salvaged", 0) for r in recs) / max(sum(r["roles"] for r in recs), 1),
+            "scored_rate": sum(r.get("scored", 0) for r in recs) / max(sum(r["roles"] for r in recs), 1),
+            "tool_decided_rate": sum(r.get("tool_decided", 0) for r in recs) / max(sum(r["roles"] for r in recs), 1)}
 
 
 def row_metrics(preds: dict[str, list[str]], y: list[str], conflict: list[bool] | None) -> dict[str, float]:
@@ -317,7 +351,7 @@ def sensing_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[li
 @recipe("sensing-agents", family="sensing", paper=PAPER, config=SensingAgentsConfig, primary_metric="accuracy",
         rows=ROWS, compare_self=True, quick=QUICK, demo=True, report_extras=sensing_report,
         table_metrics=("accuracy", "macro_f1", "conflict_accuracy", "fault_mean_accuracy", "tokens_per_window",
-                       "seconds_per_window", "fallback_rate"))
+                       "seconds_per_window", "fallback_rate", "scored_rate"))
 def run_sensing_agents(cfg: SensingAgentsConfig, run: Run) -> Result:
     """SensingAgents (analysts, advocates' debate on conflict, decision agent) vs single agent, majority vote,
     random forest and 1D-CNN on Shoaib-format IMU windows, clean and under injected faults."""
@@ -334,13 +368,16 @@ def run_sensing_agents(cfg: SensingAgentsConfig, run: Run) -> Result:
     rows: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    agent = run_agent_rows(cfg, run, conds, y) if any(r in cfg.methods for r in AGENT_ROWS) else {}
+    agent = run_agent_rows(cfg, run, conds, y, train) if any(r in cfg.methods for r in AGENT_ROWS) else {}
     agent_s = time.perf_counter() - t0
     sa_recs = agent.get("sensing-agents", {})
     conflict = [bool(r["conflict"]) for r in sa_recs["clean"]] if sa_recs.get("clean") else None
     extra: dict[str, Any] = {"setup_seconds": round(setup_s, 2), "n_train_windows": len(train),
                              "n_test_windows": len(test), "eval_windows": len(idx),
-                             "backend": cfg.backend, "model": cfg.model or ("SmolLM2-135M-Instruct" if
+                             "backend": cfg.backend, "decoding": sorted({r.get("decoding", "?") for v in
+                                                                         agent.values() for rs in v.values()
+                                                                         for r in rs}),
+                             "model": cfg.model or ("SmolLM2-135M-Instruct" if
                                                                             cfg.backend == "transformers" else None)}
     if "sensing-agents" in cfg.methods:
         rows["sensing-agents"] = row_metrics({c: [r["label"] for r in v] for c, v in sa_recs.items()}, y, conflict)
