@@ -26,10 +26,10 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from polymodal.agents import END, Pipeline, Role, StructuredOutputError, Trace, parse_reply, schema_hint
 from polymodal.core.errors import ConfigError
@@ -67,72 +67,44 @@ def _short(v: Any, n: int = 300) -> str:
     return str(v if v is not None else "")[:n]
 
 
+#: reply field types: each one validates (and normalises) what a model wrote, whichever role wrote it
+Label = Annotated[str, BeforeValidator(parse_label),
+                  Field(description="one of walking, sitting, standing, jogging, biking, upstairs, downstairs")]
+Confidence = Annotated[float, BeforeValidator(_confidence), Field(description="0 to 1")]
+ShortText = Annotated[str, BeforeValidator(_short)]
+
+
+def _evidence(v: Any) -> float:
+    v = float(v)
+    if math.isnan(v):
+        raise ValueError("evidence must be a number")
+    return min(max(v, 0.0), 4.0)
+
+
 class AnalystReply(BaseModel):
     """An analyst's answer. The rule backend also sends ``probs`` (kept as an extra field, not shown to LLMs)."""
 
     model_config = ConfigDict(extra="allow")
-    label: str = Field(description="one of walking, sitting, standing, jogging, biking, upstairs, downstairs")
-    confidence: float = Field(description="0 to 1")
-    reason: str = ""
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _check_label(cls, v: Any) -> str:
-        return parse_label(v)
-
-    @field_validator("confidence", mode="before")
-    @classmethod
-    def _check_confidence(cls, v: Any) -> float:
-        return _confidence(v)
-
-    @field_validator("reason", mode="before")
-    @classmethod
-    def _check_reason(cls, v: Any) -> str:
-        return _short(v)
+    label: Label
+    confidence: Confidence
+    reason: ShortText = ""
 
 
 class AdvocateReply(BaseModel):
     """One debate turn: the argument, the evidence weight the advocate claims, whether it concedes."""
 
-    argument: str = ""
-    evidence: float = Field(0.0, description="0 to 4: how strong your side's evidence is")
+    argument: ShortText = ""
+    evidence: Annotated[float, BeforeValidator(_evidence),
+                        Field(description="0 to 4: how strong your side's evidence is")] = 0.0
     concede: bool = False
-
-    @field_validator("argument", mode="before")
-    @classmethod
-    def _check_argument(cls, v: Any) -> str:
-        return _short(v)
-
-    @field_validator("evidence", mode="before")
-    @classmethod
-    def _check_evidence(cls, v: Any) -> float:
-        v = float(v)
-        if math.isnan(v):
-            raise ValueError("evidence must be a number")
-        return min(max(v, 0.0), 4.0)
 
 
 class DecisionReply(BaseModel):
     """The decision agent's structured output."""
 
-    label: str = Field(description="one of walking, sitting, standing, jogging, biking, upstairs, downstairs")
-    confidence: float = Field(description="0 to 1")
-    rationale: str = ""
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _check_label(cls, v: Any) -> str:
-        return parse_label(v)
-
-    @field_validator("confidence", mode="before")
-    @classmethod
-    def _check_confidence(cls, v: Any) -> float:
-        return _confidence(v)
-
-    @field_validator("rationale", mode="before")
-    @classmethod
-    def _check_rationale(cls, v: Any) -> str:
-        return _short(v)
+    label: Label
+    confidence: Confidence
+    rationale: ShortText = ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
