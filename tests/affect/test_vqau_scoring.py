@@ -71,7 +71,7 @@ def test_score_options_picks_the_best_option_and_is_memoised():
     assert can_score(memo)
     msgs = emotion_choice_messages("Cues: scream. Heard: thunder.", "Fear 4")
     c = score_options(memo, msgs, EMOTIONS, answer_prefix="Emotion:")
-    assert c.label == "Fear" and c.method == "sequence" and c.scores["Fear"] == 0.0 and c.scores["Joy"] == -5.0
+    assert c.label == "Fear" and c.method == "sequence" and c.logprobs["Fear"] == 0.0 and c.logprobs["Joy"] == -5.0
     again = score_options(memo, msgs, EMOTIONS, answer_prefix="Emotion:")
     assert again.label == "Fear" and len(backend.scored) == 1 and memo.hits == 1  # answered from memory
 
@@ -188,5 +188,5 @@ def test_first_token_scoring_on_a_tiny_llama_matches_sequence_scoring():
     c = score_options(backend, msgs, EMOTIONS, answer_prefix="Emotion:")
     assert c.method == "first-token" and c.prompt_tokens > 10
     seq = backend.score_continuations(backend.render(msgs) + "Emotion:", [" " + e for e in EMOTIONS])
-    assert [c.scores[e] for e in EMOTIONS] == pytest.approx(seq, abs=1e-3)  # single-token labels: identical
+    assert [c.logprobs[e] for e in EMOTIONS] == pytest.approx(seq, abs=1e-3)  # single-token labels: identical
     assert c.label == EMOTIONS[max(range(13), key=lambda i: (seq[i], -i))]

@@ -34,6 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from polymodal.agents import END, Pipeline, Role, StructuredOutputError, Trace, parse_reply, schema_hint
 from polymodal.core.errors import ConfigError
 from polymodal.llm.chat import ChatBackend, ChatReply, Message, check_generation, check_messages
+from polymodal.llm.choice import Choice, has_logprobs, score_options, softmax
 from polymodal.sensing import signal_tools as st
 from polymodal.sensing.imu import _SYNONYMS, ACTIVITIES, DYNAMIC, STATIC, normalise_label
 
@@ -397,66 +398,13 @@ DECODINGS = ("score", "generate")
 def can_score(backend: Any) -> bool:
     """Whether ``backend`` exposes log-probabilities (``score_continuations``): the local transformers and llama-cpp
     backends do, OpenAI-compatible servers and the rule backend do not."""
-    return not isinstance(backend, RuleBasedLLM) and callable(getattr(backend, "score_continuations", None))
-
-
-@dataclass
-class Choice:
-    """A scored closed choice: the winner, the options' log-probabilities, their softmax, how it was scored."""
-
-    label: str
-    logprobs: dict[str, float]
-    probs: dict[str, float]
-    method: str  # "first-token" (one forward) | "sequence" (score_continuations)
-    prompt_tokens: int
-    latency_s: float
-
-
-def _softmax(scores: Sequence[float]) -> list[float]:
-    m = max(scores)
-    e = [math.exp(s - m) for s in scores]
-    z = sum(e)
-    return [v / z for v in e]
+    return not isinstance(backend, RuleBasedLLM) and has_logprobs(backend)
 
 
 def score_labels(backend: Any, messages: Sequence[Message], options: Sequence[str], *,
                  answer_prefix: str = "Activity:") -> Choice:
-    """Pick one of ``options`` by its log-probability after the prompt; no text is generated.
-
-    With a backend that renders its chat template (``render``) the prompt is the rendered chat plus
-    ``answer_prefix`` and each option is scored as ``" " + option``. With a local tokenizer and
-    ``next_token_logits`` (``TransformersBackend``) and options whose first tokens differ (true for the seven
-    activities on SmolLM2's tokenizer), one forward pass decides: under decoding constrained to the options the
-    first token picks the option (``method="first-token"``). Otherwise each option's full sequence is scored with
-    ``score_continuations`` (``"sequence"``; llama-cpp, test fakes). ``probs`` is the softmax over the options.
-    """
-    render = getattr(backend, "render", None)
-    if callable(render):
-        prompt: Any = render(list(messages)) + answer_prefix
-        conts = [" " + o for o in options]
-    else:
-        prompt, conts = list(messages), list(options)
-    t0 = time.perf_counter()
-    scores, method = None, "sequence"
-    tok, logits_fn = getattr(backend, "tokenizer", None), getattr(backend, "next_token_logits", None)
-    if tok is not None and callable(logits_fn) and isinstance(prompt, str):
-        firsts = [(tok(c, add_special_tokens=False)["input_ids"] or [None])[0] for c in conts]
-        if None not in firsts and len(set(firsts)) == len(firsts):
-            import torch
-
-            logp = torch.log_softmax(logits_fn(prompt).float(), dim=-1)
-            scores, method = [float(logp[i]) for i in firsts], "first-token"
-    if scores is None:
-        scores = [float(x) for x in backend.score_continuations(prompt, conts)]
-    if len(scores) != len(options) or not all(math.isfinite(s) for s in scores):
-        raise ValueError(f"scoring returned {scores!r} for {len(options)} options")
-    encode = getattr(backend, "encode_prompt", None)
-    n_prompt = len(encode(prompt)) if callable(encode) else sum(len(m["content"].split()) for m in messages)
-    p = _softmax(scores)
-    best = max(range(len(options)), key=lambda i: (scores[i], -i))
-    return Choice(options[best], {o: round(s, 4) for o, s in zip(options, scores, strict=True)},
-                  {o: round(v, 4) for o, v in zip(options, p, strict=True)}, method, n_prompt,
-                  time.perf_counter() - t0)
+    """Pick one activity of ``options`` by log-probability (``polymodal.llm.choice.score_options``)."""
+    return score_options(backend, messages, options, answer_prefix=answer_prefix)
 
 
 def _num(v: Any, fmt: str = ".2f") -> str:
@@ -638,7 +586,7 @@ def choose(role: str, backend: Any, messages: Sequence[Message], options: Sequen
                 memo[key] = base
         if all(o in base for o in options):
             scores = {o: scores[o] - base[o] for o in options}
-    p = _softmax([scores[o] for o in options])
+    p = softmax([scores[o] for o in options])
     best = max(range(len(options)), key=lambda i: (p[i], -i))
     probs = {o: round(v, 4) for o, v in zip(options, p, strict=True)}
     if trace is not None:

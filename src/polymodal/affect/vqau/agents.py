@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -31,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from polymodal.affect.vqau.schema import EMOTIONS, canonical_emotion
 from polymodal.agents import Role
 from polymodal.llm.chat import ChatReply, Message
+from polymodal.llm.choice import Choice, choice_from_scores, has_logprobs
+from polymodal.llm.choice import score_options as shared_score_options
 
 EmotionLabel = Literal["Anger", "Anticipation", "Disgust", "Fear", "Horror", "Joy", "Love", "Neutral", "Pride",
                        "Sadness", "Satisfaction", "Surprise", "Trust"]
@@ -228,61 +229,20 @@ def inner_backend(backend: Any) -> Any:
 def can_score(backend: Any) -> bool:
     """Whether ``backend`` exposes log-probabilities (``score_continuations``): local transformers / llama-cpp."""
     inner = inner_backend(backend)
-    return not isinstance(inner, RuleBasedLLM) and callable(getattr(inner, "score_continuations", None))
-
-
-@dataclasses.dataclass
-class Choice:
-    """A scored closed choice: the winning option, every option's log-probability, how it was scored."""
-
-    label: str
-    scores: dict[str, float]
-    method: str  # "first-token" (one forward) or "sequence" (score_continuations, one row per option)
-    prompt_tokens: int
-    latency_s: float
+    return not isinstance(inner, RuleBasedLLM) and has_logprobs(inner)
 
 
 def score_options(backend: Any, messages: Sequence[Message], options: Sequence[str], *,
                   answer_prefix: str = "Answer:") -> Choice:
-    """Constrained choice among ``options`` by their log-probability after the prompt (no text is generated).
-
-    When the backend can render its chat template (``render``) the prompt is the rendered chat plus
-    ``answer_prefix`` (e.g. ``"Emotion:"``) and each option is scored as ``" " + option``; otherwise the options
-    follow the assistant header directly. With a local tokenizer and ``next_token_logits`` (``TransformersBackend``)
-    and options whose first tokens are all distinct, one forward pass suffices: under decoding constrained to the
-    option set the first token decides the option, so its log-probability is the option's (``method
-    "first-token"``). Otherwise every option's full token sequence is scored with ``score_continuations``
-    (``"sequence"``). Results are memoised by a :class:`MemoBackend`.
-    """
+    """``polymodal.llm.choice.score_options`` on the backend inside a :class:`MemoBackend`, memoised there (the
+    same prompt and options scored by several rows cost one call)."""
     inner = inner_backend(backend)
-    render = getattr(inner, "render", None)
-    if callable(render):
-        prompt: Any = render(list(messages)) + answer_prefix
-        conts = [" " + o for o in options]
-    else:
-        prompt, conts = list(messages), list(options)
     memo = backend if isinstance(backend, MemoBackend) else None
-    key = json.dumps(["score", prompt, conts], sort_keys=True)
+    key = json.dumps(["score", list(messages), list(options), answer_prefix], sort_keys=True)
     if memo is not None and key in memo._scores:
         memo.hits += 1
         return dataclasses.replace(memo._scores[key], latency_s=0.0)
-    t0 = time.perf_counter()
-    scores, method = None, "sequence"
-    tok, logits_fn = getattr(inner, "tokenizer", None), getattr(inner, "next_token_logits", None)
-    if tok is not None and callable(logits_fn):
-        firsts = [(tok(c, add_special_tokens=False)["input_ids"] or [None])[0] for c in conts]
-        if None not in firsts and len(set(firsts)) == len(firsts):
-            import torch
-
-            logp = torch.log_softmax(logits_fn(prompt).float(), dim=-1)
-            scores, method = [float(logp[i]) for i in firsts], "first-token"
-    if scores is None:
-        scores = [float(x) for x in inner.score_continuations(prompt, conts)]
-    encode = getattr(inner, "encode_prompt", None)
-    n_prompt = len(encode(prompt)) if callable(encode) else 0
-    best = max(range(len(options)), key=lambda i: (scores[i], -i))
-    choice = Choice(options[best], {o: round(v, 4) for o, v in zip(options, scores, strict=True)}, method,
-                    n_prompt, time.perf_counter() - t0)
+    choice = shared_score_options(inner, messages, options, answer_prefix=answer_prefix)
     if memo is not None:
         memo.misses += 1
         memo._scores[key] = choice
@@ -303,11 +263,9 @@ def ask_choice(backend: Any, trace: Any, role: str, messages: Sequence[Message],
         c = score_options(backend, messages, options, answer_prefix=answer_prefix)
         if calibrate is not None:
             base = score_options(backend, calibrate, options, answer_prefix=answer_prefix)
-            raw = c.scores
-            cal = {o: round(raw[o] - base.scores[o], 4) for o in options}
-            best = max(options, key=lambda o: (cal[o], -options.index(o)))
-            c = Choice(best, cal, c.method + "+calibrated", c.prompt_tokens + base.prompt_tokens,
-                       c.latency_s + base.latency_s)
+            c = choice_from_scores(options, [c.logprobs[o] - base.logprobs[o] for o in options],
+                                   c.method + "+calibrated", c.prompt_tokens + base.prompt_tokens,
+                                   c.latency_s + base.latency_s)
     except Exception as e:  # noqa: BLE001 - any backend failure falls back to the rule, recorded
         if trace is not None:
             trace.record("fallback", role=role, mode="score", reason=f"{type(e).__name__}: {e}"[:300], **where)
@@ -316,7 +274,7 @@ def ask_choice(backend: Any, trace: Any, role: str, messages: Sequence[Message],
         inner = inner_backend(backend)
         trace.record("llm_call", role=role, mode="score", method=c.method, attempt=1,
                      backend=getattr(inner, "name", "?"), model=str(getattr(inner, "model_name", "?")),
-                     messages=list(messages), answer_prefix=answer_prefix, reply=c.label, scores=c.scores,
+                     messages=list(messages), answer_prefix=answer_prefix, reply=c.label, scores=c.logprobs,
                      prompt_tokens=c.prompt_tokens, completion_tokens=0, latency_s=round(c.latency_s, 4),
                      finish_reason="scored", **where)
     return c.label
