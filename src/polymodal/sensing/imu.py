@@ -10,7 +10,7 @@
   activity run to the shortest position (reconstruction: the readme does not say how the four phones were synced).
 
 Every malformed file raises :class:`~polymodal.core.errors.DataFormatError` naming the file, line and column.
-BasicMotions (sktime ``.ts``) is not read here: no copy exists offline and sktime is not a dependency.
+BasicMotions (sktime's ``.ts`` files, a smartwatch at 10 Hz) is read by :mod:`polymodal.sensing.basicmotions`.
 """
 
 from __future__ import annotations
