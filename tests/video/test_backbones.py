@@ -52,3 +52,19 @@ def test_audio_cnn():
     a = B.AudioCNN(6).eval()
     assert a(torch.randn(3, 16000)).shape == (3, 6)
     assert a.features(torch.randn(2, 8000)).shape == (2, a.feat_dim)
+
+
+def test_vit_stems_share_the_token_grid_and_strided_is_cheap():
+    x = torch.rand(1, 8, 3, 32, 32)
+    macs = {}
+    for stem in ("linear", "conv", "strided"):
+        v = B.make_vit_teacher(10, stem=stem)
+        out = v.forward_features(x)
+        assert out.fmap.shape == (1, 128, 4, 4, 4) and out.logits.shape == (1, 10)
+        macs[stem] = B.count_macs(v, x)
+    assert macs["linear"] < macs["strided"] < 1.1 * macs["linear"] < macs["conv"]
+    assert B.make_vit_teacher(10, size=24, stem="strided")(torch.rand(1, 8, 3, 24, 24)).shape == (1, 10)
+    with pytest.raises(ValueError, match="stem must be"):
+        B.TinyVideoViT(10, stem="patchify")
+    with pytest.raises(ValueError, match="power-of-two"):
+        B.TinyVideoViT(10, size=24, tubelet=(2, 6, 6), stem="strided")

@@ -64,3 +64,20 @@ def test_moving_shapes_subset_and_split():
         synth.stratified_split(d.labels, (0.5, 0.6), seed=0)
     with pytest.raises(ValueError, match="n_classes"):
         synth.moving_shapes(2, n_classes=11)
+
+
+def test_nuisance_knobs_keep_the_scene_and_change_only_the_rendering():
+    hard = synth.audio_visual(2, frames=6, size=24, seed=3, with_audio=False, noise=0.0)
+    same = synth.audio_visual(2, frames=6, size=24, seed=3, with_audio=False, noise=0.0, nuisance=synth.HARD)
+    assert torch.equal(hard.video, same.video)  # the default is the original generator
+    nod = synth.audio_visual(2, frames=6, size=24, seed=3, with_audio=False, noise=0.0,
+                             nuisance=synth.Nuisance(distractor=False))
+    assert torch.equal(hard.labels, nod.labels)
+    diff = (hard.video - nod.video).abs().amax(dim=(1, 2))  # (N, H, W): only the distractor's pixels change
+    assert 0 < float((diff > 0).float().mean()) < 0.2
+    easy = synth.audio_visual(2, frames=6, size=24, seed=3, with_audio=False, nuisance="easy")
+    assert torch.equal(easy.labels, hard.labels) and easy.meta["nuisance"]["distractor"] is False
+    with pytest.raises(ValueError, match="object_scale"):
+        synth.Nuisance(object_scale=(0.3, 0.2))
+    with pytest.raises(ValueError, match="nuisance must be"):
+        synth.audio_visual(1, nuisance="medium")

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from polymodal.core.runs import Run
@@ -55,4 +56,45 @@ def test_load_or_train_trains_once(tmp_path):
     fresh = TinyX3D(2, widths=(8,), blocks=(1,))
     T.load_or_train(fresh, x, y, T.TrainSettings(epochs=1), run=run, tag="teacher")
     for a, b in zip(m.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_lr_schedule_warmup_and_cosine():
+    from polymodal.video.train import TrainSettings, lr_factor
+
+    s = TrainSettings(epochs=4, schedule="cosine", warmup_epochs=1)
+    f = [lr_factor(s, k, 10) for k in range(40)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)  # linear warm-up over the first epoch
+    assert f[10] == pytest.approx(1.0) and all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
+    assert f[25] == pytest.approx(0.5, abs=0.06) and f[39] < 0.01
+    assert lr_factor(TrainSettings(epochs=4), 17, 10) == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(TrainSettings(schedule="step"), 0, 1)
+
+
+def test_scheduled_training_resumes_exactly_after_a_kill(tmp_path):
+    """Warm-up + cosine is a function of the global step, so a run killed after epoch 2 of 4 ends identically."""
+    torch.set_num_threads(1)
+    x, y = _data()
+    s4 = T.TrainSettings(epochs=4, lr=5e-3, batch_size=8, seed=3, schedule="cosine", warmup_epochs=1)
+    torch.manual_seed(0)
+    ref = TinyX3D(2, widths=(8,), blocks=(1,))
+    T.train_classifier(ref, x, y, s4, run=Run.create(tmp_path / "a", "t", {}), tag="m")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(epoch: int, loss: float) -> None:
+        if epoch == 2:
+            raise Killed
+
+    run = Run.create(tmp_path / "b", "t", {})
+    torch.manual_seed(0)
+    part = TinyX3D(2, widths=(8,), blocks=(1,))
+    ce = lambda xb, yb, idx: torch.nn.functional.cross_entropy(part(xb), yb)  # noqa: E731
+    with pytest.raises(Killed):
+        T.fit(part, x, y, ce, s4, run=run, tag="m", on_epoch=kill_after_2)
+    resumed = TinyX3D(2, widths=(8,), blocks=(1,))
+    T.train_classifier(resumed, x, y, s4, run=Run.open(run.dir), tag="m")
+    for a, b in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)

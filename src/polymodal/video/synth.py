@@ -90,10 +90,11 @@ def _shape_mask(shape: str, cy: float, cx: float, r: float, yy: np.ndarray, xx: 
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _trajectory(motion: str, speed: float, frames: int, size: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Object centre (y, x) per frame for a motion pattern; speeds are scaled from the 32-px reference."""
-    s = speed * size / 32.0 * rng.uniform(0.8, 1.25)
+def _trajectory(motion: str, speed: float, frames: int, size: int, rng: np.random.Generator,
+                speed_jitter: tuple[float, float] = (0.8, 1.25)) -> tuple[np.ndarray, np.ndarray]:
+    """Object centre (y, x) per frame for a motion pattern; speeds are scaled from the 32-px reference and
+    multiplied by a factor drawn uniformly from ``speed_jitter``."""
+    s = speed * size / 32.0 * rng.uniform(*speed_jitter)
     t = np.arange(frames, dtype=np.float64)
     margin = size * 0.2
     cy0, cx0 = rng.uniform(margin, size - margin, size=2)
@@ -120,23 +121,63 @@ def _trajectory(motion: str, speed: float, frames: int, size: int, rng: np.rando
     raise ValueError(f"unknown motion {motion!r}")
 
 
-def _draw_clip(spec: tuple, frames: int, size: int, rng: np.random.Generator, noise: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Nuisance:
+    """How hard the synthetic clips are (the defaults are the original generator's). Every knob keeps the random
+    draws of the default, so a clip drawn with other knobs is the *same* scene (class, colours, positions, speed)
+    rendered differently: ``distractor=False`` only leaves out the static distractor shape, ``texture=0`` only flattens
+    the background texture.
+
+    - ``distractor``: draw a static shape of a random kind (a clip's shape is then ambiguous from one frame);
+    - ``texture``: std of the blocky low-frequency background texture;
+    - ``object_scale``: object radius range as a fraction of the frame side;
+    - ``speed_jitter``: range of the per-clip speed factor (1, 1 = the class's nominal speed).
+    Pixel noise is ``audio_visual``'s ``noise`` argument."""
+
+    distractor: bool = True
+    texture: float = 0.04
+    object_scale: tuple[float, float] = (0.12, 0.18)
+    speed_jitter: tuple[float, float] = (0.8, 1.25)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.object_scale
+        if not 0.02 <= lo <= hi <= 0.4:
+            raise ValueError(f"object_scale must satisfy 0.02 <= lo <= hi <= 0.4, got {self.object_scale}")
+        lo, hi = self.speed_jitter
+        if not 0 < lo <= hi:
+            raise ValueError(f"speed_jitter must satisfy 0 < lo <= hi, got {self.speed_jitter}")
+        if self.texture < 0:
+            raise ValueError(f"texture must be >= 0, got {self.texture}")
+
+
+#: the original generator's nuisance (distractor on, texture 0.04, radius 12-18 %, speed x0.8-1.25)
+HARD = Nuisance()
+#: the calibrated nuisance of the quick / default video recipes (docs/methods/video-data.md): no distractor, fainter
+#: texture, bigger objects, narrower speed jitter; colours, positions, noise and the motion-defined classes unchanged
+EASY = Nuisance(distractor=False, texture=0.02, object_scale=(0.2, 0.26), speed_jitter=(0.9, 1.1))
+NUISANCE_PRESETS = {"hard": HARD, "easy": EASY}
+
+
+def _draw_clip(spec: tuple, frames: int, size: int, rng: np.random.Generator, noise: float,
+               nuisance: Nuisance = HARD) -> np.ndarray:
     _, shape, motion, speed, _ = spec
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     # background: a smooth random colour gradient plus low-frequency texture
     base = rng.uniform(0.1, 0.6, size=3)
     grad = rng.uniform(-0.2, 0.2, size=(3, 2))
-    tex = rng.normal(0, 0.04, size=(3, size // 4 + 1, size // 4 + 1)).repeat(4, 1).repeat(4, 2)[:, :size, :size]
+    tex = rng.normal(0, nuisance.texture, size=(3, size // 4 + 1, size // 4 + 1))
+    tex = tex.repeat(4, 1).repeat(4, 2)[:, :size, :size]
     bg = base[:, None, None] + grad[:, :1, None] * (yy / size) + grad[:, 1:, None] * (xx / size) + tex
     # a static distractor shape of a random kind
     dshape = ["circle", "square", "triangle"][rng.integers(3)]
     dcol = rng.uniform(0, 1, size=3)
     dmask = _shape_mask(dshape, *rng.uniform(0.15 * size, 0.85 * size, 2), size * rng.uniform(0.08, 0.14), yy, xx)
-    bg = np.where(dmask[None], dcol[:, None, None], bg)
+    if nuisance.distractor:
+        bg = np.where(dmask[None], dcol[:, None, None], bg)
     colour = rng.uniform(0, 1, size=3)
     colour[rng.integers(3)] = rng.uniform(0.8, 1.0)  # keep the object visible
-    radius = size * rng.uniform(0.12, 0.18)
-    cy, cx = _trajectory(motion, speed, frames, size, rng)
+    radius = size * rng.uniform(*nuisance.object_scale)
+    cy, cx = _trajectory(motion, speed, frames, size, rng, nuisance.speed_jitter)
     clip = np.empty((frames, 3, size, size), dtype=np.float64)
     for f in range(frames):
         mask = _shape_mask(shape, cy[f], cx[f], radius, yy, xx)
@@ -207,14 +248,19 @@ def synth_sound(event: str, rng: np.random.Generator, *, seconds: float = 1.0, s
 
 # ------------------------------------------------------------------------------------------ datasets
 def audio_visual(n_per_class: int = 60, *, frames: int = 8, size: int = 32, seed: int = 0, with_audio: bool = True,
-                 audio_seconds: float = 1.0, sample_rate: int = 16000, noise: float = 0.05) -> AVClips:
+                 audio_seconds: float = 1.0, sample_rate: int = 16000, noise: float = 0.05,
+                 nuisance: Nuisance | str = "hard") -> AVClips:
     """``n_per_class`` clips of each of the 10 video classes, shuffled, each with its audio event (spec 2.5).
+
+    ``nuisance``: a :class:`Nuisance` or a preset name (``"hard"``: the original generator, the default here;
+    ``"easy"``: the calibrated setting of the video recipes).
 
     The audio class is drawn from the video class's distribution (VIDEO_CLASS_SPECS), so the relation between the
     two label spaces is many-to-many (``audio_video_relation()``).
     """
     if n_per_class < 1 or frames < 2 or size < 16:
         raise ValueError(f"need n_per_class >= 1, frames >= 2, size >= 16 (got {n_per_class}, {frames}, {size})")
+    nz = resolve_nuisance(nuisance)
     rng = np.random.default_rng(seed)
     n = n_per_class * len(VIDEO_CLASS_SPECS)
     labels = np.repeat(np.arange(len(VIDEO_CLASS_SPECS)), n_per_class)
@@ -224,7 +270,7 @@ def audio_visual(n_per_class: int = 60, *, frames: int = 8, size: int = 32, seed
     audio_labels = np.empty(n, dtype=np.int64)
     for i, v in enumerate(labels):
         spec = VIDEO_CLASS_SPECS[v]
-        video[i] = _draw_clip(spec, frames, size, rng, noise)
+        video[i] = _draw_clip(spec, frames, size, rng, noise, nz)
         names, probs = zip(*spec[4].items(), strict=True)
         a_name = names[rng.choice(len(names), p=np.asarray(probs) / sum(probs))]
         audio_labels[i] = AUDIO_CLASSES.index(a_name)
@@ -235,15 +281,27 @@ def audio_visual(n_per_class: int = 60, *, frames: int = 8, size: int = 32, seed
         audio=None if audio is None else torch.from_numpy(audio), audio_labels=torch.from_numpy(audio_labels),
         audio_class_names=AUDIO_CLASSES, sample_rate=sample_rate,
         meta={"generator": "polymodal.video.synth.audio_visual", "seed": seed, "frames": frames, "size": size,
-              "noise": noise})
+              "noise": noise, "nuisance": {"distractor": nz.distractor, "texture": nz.texture,
+                                          "object_scale": list(nz.object_scale),
+                                          "speed_jitter": list(nz.speed_jitter)}})
+
+
+def resolve_nuisance(nuisance: Nuisance | str) -> Nuisance:
+    """A :class:`Nuisance` from itself or a preset name (``NUISANCE_PRESETS``)."""
+    if isinstance(nuisance, Nuisance):
+        return nuisance
+    if nuisance not in NUISANCE_PRESETS:
+        raise ValueError(f"nuisance must be a Nuisance or one of {sorted(NUISANCE_PRESETS)}, got {nuisance!r}")
+    return NUISANCE_PRESETS[nuisance]
 
 
 def moving_shapes(n_per_class: int = 60, *, n_classes: int = 10, frames: int = 8, size: int = 32, seed: int = 0,
-                  noise: float = 0.05) -> AVClips:
+                  noise: float = 0.05, nuisance: Nuisance | str = "hard") -> AVClips:
     """Video-only clips (spec 1.5 ``synth.moving_shapes``); ``n_classes`` <= 10 keeps the first classes."""
     if not 2 <= n_classes <= len(VIDEO_CLASS_SPECS):
         raise ValueError(f"n_classes must be in 2..{len(VIDEO_CLASS_SPECS)}, got {n_classes}")
-    clips = audio_visual(n_per_class, frames=frames, size=size, seed=seed, with_audio=False, noise=noise)
+    clips = audio_visual(n_per_class, frames=frames, size=size, seed=seed, with_audio=False, noise=noise,
+                         nuisance=nuisance)
     if n_classes < len(VIDEO_CLASS_SPECS):
         keep = torch.nonzero(clips.labels < n_classes).squeeze(1)
         clips = clips.subset(keep)

@@ -8,6 +8,7 @@ ends with the same numbers: batch order and dropout are re-seeded from ``(seed, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +33,23 @@ class TrainSettings:
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # 0 = off
     seed: int = 0
+    schedule: str = "constant"  # "constant" | "cosine" (per step, to 0 at the last step)
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs (per step)
+
+
+def lr_factor(s: TrainSettings, step: int, steps_per_epoch: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up over ``warmup_epochs``, then
+    constant or cosine decay to 0 at the end of ``epochs``. A pure function of the step, so resuming is exact."""
+    if s.schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {s.schedule!r}")
+    total = max(s.epochs * steps_per_epoch, 1)
+    warm = int(round(s.warmup_epochs * steps_per_epoch))
+    if warm > 0 and step < warm:
+        return (step + 1) / warm
+    if s.schedule == "cosine":
+        progress = (step - warm) / max(total - warm, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return 1.0
 
 
 def make_optimizer(params: list[nn.Parameter], s: TrainSettings) -> torch.optim.Optimizer:
@@ -59,6 +77,7 @@ def fit(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, se
     module.to(device)
     params = params if params is not None else [p for p in module.parameters() if p.requires_grad]
     opt = make_optimizer(params, settings)
+    base_lrs = [g["lr"] for g in opt.param_groups]  # before a resumed state overwrites the scheduled lr
     start, history = 0, []
     ckpt_name = f"{tag}.pt"
     if run is not None:
@@ -69,6 +88,8 @@ def fit(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, se
             start, history = int(state["epoch"]), [float(v) for v in state["history"]]
             run.truncate_metrics(start, match={"tag": tag})
     n = x.shape[0]
+    steps_per_epoch = max(math.ceil(n / settings.batch_size), 1)
+    scheduled = settings.schedule != "constant" or settings.warmup_epochs > 0
     with progress_bar(settings.epochs, desc or f"train {tag}") as bar:
         bar.advance(start)
         for epoch in range(start, settings.epochs):
@@ -76,15 +97,19 @@ def fit(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, se
             torch.manual_seed(settings.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed * 7919 + epoch))
             total, count = 0.0, 0
-            for i in range(0, n, settings.batch_size):
+            for b, i in enumerate(range(0, n, settings.batch_size)):
                 idx = order[i:i + settings.batch_size]
+                if scheduled:
+                    f = lr_factor(settings, epoch * steps_per_epoch + b, steps_per_epoch)
+                    for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+                        g["lr"] = lr * f
                 loss = loss_fn(x[idx].to(device), y[idx].to(device), idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if settings.grad_clip > 0:
                     nn.utils.clip_grad_norm_(params, settings.grad_clip)
                 opt.step()
-                total += float(loss) * idx.numel()
+                total += float(loss.detach()) * idx.numel()
                 count += idx.numel()
             history.append(total / max(count, 1))
             if run is not None:
