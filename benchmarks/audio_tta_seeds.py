@@ -26,10 +26,8 @@ import torch  # noqa: E402
 
 import polymodal.video.tta_recipe  # noqa: E402,F401  (registers the recipe)
 from polymodal.core.config import parse_overrides  # noqa: E402
-from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
-from polymodal.core.registry import get_recipe  # noqa: E402
 from polymodal.video.corruptions import VIDEO_CORRUPTIONS_UCF101C  # noqa: E402
-from seed_tables import seed_parser, seed_table  # noqa: E402
+from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/audio_tta")
 SETTING = {"n_per_class": 60, "size": 32, "nuisance": "easy", "epochs": 25, "lr": 3e-3, "audio_epochs": 3,
@@ -46,25 +44,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}
-    rows_by_seed: dict[int, dict[str, dict[str, float]]] = {}
     t_all = time.perf_counter()
-    for seed in args.seeds:
-        d = ROOT / f"{args.label}-seed{seed}"
-        t0 = time.perf_counter()
-        if not (d / "compare.json").exists():
-            prepare_compare(get_recipe("audio-tta"), overrides={**setting, "seed": seed}, out=d)
-        result = run_compare(d, isolate=False)
-        rows_by_seed[seed] = {r["method"]: r["metrics"] for r in result["rows"]}
-        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; "
-              + ", ".join(f"{k} {v['top1']:.3f}" for k, v in rows_by_seed[seed].items()), flush=True)
+    rows_by_seed = run_recipe_seeds("audio-tta", setting, args.seeds, ROOT, args.label, primary="top1")
     per_corr = tuple((f"top1_{c}", SHORT.get(c, c)) for c in VIDEO_CORRUPTIONS_UCF101C)
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}; severity 5, online, audio clean.", "",
           seed_table(rows_by_seed, SUMMARY, lambda k: 2 if k == "steps_mean" else 3), "",
           "Top-1 per corruption:", "", seed_table(rows_by_seed, per_corr, lambda k: 2), "",
           f"Wall time: {time.perf_counter() - t_all:.0f} s."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_table(args.out, md)
 
 
 if __name__ == "__main__":

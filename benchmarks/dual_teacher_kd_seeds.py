@@ -25,9 +25,7 @@ import torch  # noqa: E402
 
 import polymodal.video.kd_recipe  # noqa: E402,F401  (registers the recipe)
 from polymodal.core.config import parse_overrides  # noqa: E402
-from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
-from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import seed_parser, seed_table  # noqa: E402
+from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/dual-teacher-kd")
 SETTING = {"n_per_class": 40, "test_fraction": 0.4, "frames": 8, "size": 24, "nuisance": "easy",
@@ -43,18 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}
-    rows_by_seed: dict[int, dict[str, dict[str, float]]] = {}
     t_all = time.perf_counter()
-    for seed in args.seeds:
-        d = ROOT / f"{args.label}-seed{seed}"
-        t0 = time.perf_counter()
-        if not (d / "compare.json").exists():
-            prepare_compare(get_recipe("dual-teacher-kd"), overrides={**setting, "seed": seed}, out=d)
-        result = run_compare(d, isolate=False)
-        rows_by_seed[seed] = {r["method"]: r["metrics"] for r in result["rows"]}
-        r = rows_by_seed[seed]
-        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; " + ", ".join(f"{k} {v['top1']:.3f}"
-                                                                          for k, v in r.items()), flush=True)
+    rows_by_seed = run_recipe_seeds("dual-teacher-kd", setting, args.seeds, ROOT, args.label, primary="top1")
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}.", "",
           seed_table(rows_by_seed, COLUMNS, lambda k: 3, first="row"), ""]
     students = [k for k in next(iter(rows_by_seed.values())) if not k.startswith("teacher")]
@@ -64,9 +52,7 @@ def main() -> None:
         md += ["dual-teacher-kd beats (seeds out of " + str(len(rows_by_seed)) + "): "
                + ", ".join(f"{k} {v}" for k, v in wins.items()) + ".", ""]
     md.append(f"Wall time: {time.perf_counter() - t_all:.0f} s.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_table(args.out, md)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ import torch  # noqa: E402
 
 import polymodal.affect.stickers.recipe as mghft_recipe  # noqa: E402  (registers the recipe)
 from polymodal.core.config import parse_overrides  # noqa: E402
-from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
-from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import seed_parser, seed_table  # noqa: E402
+from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/mghft")
 SETTING = dict(mghft_recipe.QUICK)
@@ -43,22 +41,10 @@ def main() -> None:
     md = [f"Setting: {json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()})}; "
           f"seeds {args.seeds}.", ""]
     t_all = time.perf_counter()
-    rows_by_seed = {}
-    for seed in args.seeds:
-        d = ROOT / f"{args.label}-seed{seed}"
-        t0 = time.perf_counter()
-        if not (d / "compare.json").exists():
-            prepare_compare(get_recipe("mghft"), overrides={**setting, "seed": seed}, out=d)
-        result = run_compare(d, isolate=False)
-        rows_by_seed[seed] = {r["method"]: {**r["metrics"], "train_seconds": r.get("train_seconds", float("nan"))}
-                              for r in result["rows"]}
-        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; " + ", ".join(
-            f"{k} {v['accuracy']:.4f}" for k, v in rows_by_seed[seed].items()), flush=True)
+    rows_by_seed = run_recipe_seeds("mghft", setting, args.seeds, ROOT, args.label, primary="accuracy")
     md += [seed_table(rows_by_seed, COLUMNS, lambda k: 1 if k == "train_seconds" else 4), "",
            f"Wall time: {time.perf_counter() - t_all:.0f} s (2 shared CPU cores, loaded by other jobs)."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_table(args.out, md)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,34 @@ def seed_parser(description: str, label: str, out: Path) -> argparse.ArgumentPar
     ap.add_argument("--label", default=label, help="run folder prefix (an existing folder is resumed)")
     ap.add_argument("--out", type=Path, default=out)
     return ap
+
+
+def run_recipe_seeds(recipe: str, setting: dict, seeds: list[int], root: Path, label: str, *,
+                     primary: str) -> dict[int, dict[str, dict[str, float]]]:
+    """Run ``polymodal compare <recipe>`` with ``setting`` once per seed into ``root/<label>-seed<N>`` (an existing
+    folder is resumed: finished rows are kept), in this process; returns ``{seed: {row: metrics}}`` with each row's
+    ``train_seconds`` added, printing ``primary`` per row as each seed finishes."""
+    import time
+
+    from polymodal.core.execute import prepare_compare, run_compare
+    from polymodal.core.registry import get_recipe
+
+    rows_by_seed: dict[int, dict[str, dict[str, float]]] = {}
+    for seed in seeds:
+        d = root / f"{label}-seed{seed}"
+        t0 = time.perf_counter()
+        if not (d / "compare.json").exists():
+            prepare_compare(get_recipe(recipe), overrides={**setting, "seed": seed}, out=d)
+        result = run_compare(d, isolate=False)
+        rows_by_seed[seed] = {r["method"]: {**r["metrics"], "train_seconds": r.get("train_seconds", float("nan"))}
+                              for r in result["rows"]}
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; " + ", ".join(
+            f"{k} {v.get(primary, float('nan')):.4f}" for k, v in rows_by_seed[seed].items()), flush=True)
+    return rows_by_seed
+
+
+def write_table(out: Path, lines: list[str]) -> None:
+    """Write the markdown ``lines`` to ``out`` and print them."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

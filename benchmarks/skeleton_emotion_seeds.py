@@ -24,9 +24,7 @@ import torch  # noqa: E402
 
 import polymodal.affect.skeleton.recipe  # noqa: E402,F401  (registers the recipe)
 from polymodal.core.config import parse_overrides  # noqa: E402
-from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
-from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import seed_parser, seed_table  # noqa: E402
+from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/skeleton_emotion")
 SETTING = {"folds": 1, "epochs": 30, "gcn_channels": [16, 32, 64], "rf_trees": 200, "threads": 1}
@@ -38,23 +36,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}
-    rows_by_seed = {}
     t_all = time.perf_counter()
-    for seed in args.seeds:
-        d = ROOT / f"{args.label}-seed{seed}"
-        t0 = time.perf_counter()
-        if not (d / "compare.json").exists():
-            prepare_compare(get_recipe("skeleton-emotion"), overrides={**setting, "seed": seed}, out=d)
-        result = run_compare(d, isolate=False)
-        rows_by_seed[seed] = {r["method"]: r["metrics"] for r in result["rows"]}
-        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; "
-              + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in rows_by_seed[seed].items()), flush=True)
+    rows_by_seed = run_recipe_seeds("skeleton-emotion", setting, args.seeds, ROOT, args.label, primary="accuracy")
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}; synthetic gaits (400, 4 emotions, chance 0.25).", "",
           seed_table(rows_by_seed, COLUMNS, lambda k: 0 if k == "params" else 4, first="paradigm"), "",
           f"Wall time: {time.perf_counter() - t_all:.0f} s."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_table(args.out, md)
 
 
 if __name__ == "__main__":
