@@ -163,27 +163,13 @@ def test_one_step_scored_path_uses_the_chosen_line(bench, encoder):
 
 
 def test_first_token_scoring_on_a_tiny_llama_matches_sequence_scoring():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tiny_models import word_level_llama
 
-    from polymodal.llm import TransformersBackend
-
-    words = ["<unk>", "<pad>", "<s>", "System", "User", "Assistant", ":", "Emotion", "Cues", "scream", ".",
+    backend = word_level_llama(["System", "User", "Assistant", ":", "Emotion", "Cues", "scream", ".",
              "Which", "emotion", "?", "Heard", "thunder", "Lexicon", "votes", "Fear", "4", *EMOTIONS, "N", "/", "A",
              "Memory", "Feeling", "positive", "negative", "neutral", "rage", "yell", "shouting", "Anger", "6", ",",
              "2", "reliable", "promise", "murmuring", "Trust", "5", "Joy", "1", "You", "name", "the", "of", "a",
-             "video", "moment"]
-    vocab = {}
-    for w in words:
-        vocab.setdefault(w, len(vocab))
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="<pad>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256, pad_token_id=1)
-    backend = TransformersBackend(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
+             "video", "moment"])
     msgs = emotion_choice_messages("Cues: scream. Heard: thunder.", "Fear 4")
     c = score_options(backend, msgs, EMOTIONS, answer_prefix="Emotion:")
     assert c.method == "first-token" and c.prompt_tokens > 10

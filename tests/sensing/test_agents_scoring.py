@@ -207,25 +207,11 @@ def test_prompt_injection_in_score_mode_stays_a_label(windows):
 
 
 def tiny_llama_backend():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tiny_models import word_level_llama
 
-    from polymodal.llm import TransformersBackend
-
-    words = ["<unk>", "<pad>", "<s>", "System", "User", "Assistant", ":", "Activity", "Sensor", "tools", "still",
+    return word_level_llama(["System", "User", "Assistant", ":", "Activity", "Sensor", "tools", "still",
              "rhythm", "tilt", "deg", "Which", "activity", "is", "it", "or", "?", ".", ",", *ACTIVITIES, "Rule",
-             "hypotheses", "Analyst", "reports", "failed", "quality", "confidence"]
-    vocab: dict[str, int] = {}
-    for wd in words:
-        vocab.setdefault(wd, len(vocab))
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="<pad>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024, pad_token_id=1)
-    return TransformersBackend(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
+             "hypotheses", "Analyst", "reports", "failed", "quality", "confidence"], max_positions=1024)
 
 
 def test_tiny_llama_first_token_scoring_matches_sequence_and_runs_the_system(windows):

@@ -52,7 +52,6 @@ def test_tiny_run_rows_metrics_and_report(tmp_path):
     lines = {r["row"] for r in run.read_metrics()}
     assert lines == {"hybrid-expert", "ovg-hq"}
     # report extras: the per-modality table and the timeliness plot
-    import json
 
     (run.dir / "result.json").write_text(json.dumps({"extra": res.extra}))
     result = {"rows": [{"method": k, "metrics": v} for k, v in res.rows.items()]}

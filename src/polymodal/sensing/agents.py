@@ -395,6 +395,19 @@ def ask_structured(role: Role, backend: ChatBackend, variables: Mapping[str, Any
 DECODINGS = ("score", "generate")
 
 
+def fit_priors(system: Any, windows: Sequence[Mapping[str, np.ndarray | None]], note: str = "") -> Any:
+    """Train calibration for ``system`` (SensingAgents or SingleAgentHAR): predict every training window while
+    collecting the scored roles' label log-probabilities, then keep their per-role means as ``system.priors``."""
+    system._collect, system.priors = {}, {}
+    try:
+        for w in windows:
+            system.predict(w, note)
+        system.priors = mean_priors(system._collect)
+    finally:
+        system._collect = None
+    return system
+
+
 def can_score(backend: Any) -> bool:
     """Whether ``backend`` exposes log-probabilities (``score_continuations``): the local transformers and llama-cpp
     backends do, OpenAI-compatible servers and the rule backend do not."""
@@ -747,14 +760,7 @@ class SensingAgents:
         """Train calibration (``calibrate="train"``): run the scored system on training windows and keep, per role,
         the mean score of every label; later choices subtract it (removes SmolLM2-135M's label prior, e.g. its
         pull towards "walking"). Only the analysts are calibrated (:data:`CALIBRATED_ROLES`)."""
-        self._collect, self.priors = {}, {}
-        try:
-            for w in windows:
-                self.predict(w, note)
-            self.priors = mean_priors(self._collect)
-        finally:
-            self._collect = None
-        return self
+        return fit_priors(self, windows, note)
 
     def scoring(self, backend: Any) -> bool:
         """Whether roles on ``backend`` are scored (``decoding="score"`` and the backend has log-probabilities)."""
@@ -990,14 +996,7 @@ class SingleAgentHAR:
 
     def fit_calibration(self, windows: Sequence[Mapping[str, np.ndarray | None]], note: str = "") -> SingleAgentHAR:
         """Train calibration, as :meth:`SensingAgents.fit_calibration`."""
-        self._collect, self.priors = {}, {}
-        try:
-            for w in windows:
-                self.predict(w, note)
-            self.priors = mean_priors(self._collect)
-        finally:
-            self._collect = None
-        return self
+        return fit_priors(self, windows, note)
 
     def predict(self, window: Mapping[str, np.ndarray | None], note: str = "", *,
                 trace: Trace | None = None) -> SinglePrediction:
