@@ -4,7 +4,7 @@ polarity / one-step line with a scripted scoring backend and a tiny random Llama
 import pytest
 import torch
 
-from polymodal.affect.vqau import AffectSeek, OneStepLLM, make_benchmark
+from polymodal.affect.vqau import AffectSeek, OneStepLLM
 from polymodal.affect.vqau.agents import (
     IntentLine,
     MemoBackend,
@@ -20,7 +20,6 @@ from polymodal.agents import Trace
 from polymodal.core.errors import ConfigError
 from polymodal.llm import ScriptedBackend
 from polymodal.llm.errors import ContextTooLongError
-from polymodal.text import SentenceEncoder
 
 torch.set_num_threads(1)
 
@@ -43,14 +42,6 @@ class ScoringScripted(ScriptedBackend):
         return [0.0 if c.strip() == want else -5.0 for c in continuations]
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    return SentenceEncoder()
-
-
-@pytest.fixture(scope="module")
-def bench():
-    return make_benchmark(n_videos=2, seed=3, min_seconds=120, max_seconds=180)
 
 
 def test_intent_line_is_parsed_leniently_and_keeps_only_query_words():

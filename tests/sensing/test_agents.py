@@ -10,18 +10,11 @@ from polymodal.agents import Trace
 from polymodal.llm import ScriptedBackend
 from polymodal.sensing import RuleBasedLLM, SensingAgents, SingleAgentHAR, corrupt, majority_vote, parse_label
 from polymodal.sensing.agents import AnalystReply, DecisionReply, extract_payload, rule_decision
-from polymodal.sensing.imu import ACTIVITIES, Recording
-from polymodal.sensing.synthetic import simulate_participant
-from polymodal.sensing.windowing import make_windows
-
-
-@pytest.fixture(scope="module")
-def windows():
-    arrays, labels = simulate_participant(3, seconds_per_activity=4.0, seed=0)
-    return make_windows([Recording("3", arrays, np.asarray(labels))])
+from polymodal.sensing.imu import ACTIVITIES
 
 
 def first(ws, label):
+    """The first window of ``ws`` with activity ``label``."""
     return ws.window(int(np.flatnonzero(ws.y == label)[0]))
 
 

@@ -22,11 +22,14 @@ from polymodal.sensing.agents import (
     score_labels,
     window_features,
 )
-from polymodal.sensing.imu import ACTIVITIES, DYNAMIC, STATIC, Recording
-from polymodal.sensing.synthetic import simulate_participant
-from polymodal.sensing.windowing import make_windows
+from polymodal.sensing.imu import ACTIVITIES, DYNAMIC, STATIC
 
 torch.set_num_threads(1)
+
+
+def first(ws, label):
+    """The first window of ``ws`` with activity ``label``."""
+    return ws.window(int(np.flatnonzero(ws.y == label)[0]))
 
 
 def asked(text):
@@ -57,14 +60,6 @@ def first_option(text, opts):
     return opts[0]
 
 
-@pytest.fixture(scope="module")
-def windows():
-    arrays, labels = simulate_participant(3, seconds_per_activity=4.0, seed=0)
-    return make_windows([Recording("3", arrays, np.asarray(labels))])
-
-
-def first(ws, label):
-    return ws.window(int(np.flatnonzero(ws.y == label)[0]))
 
 
 def test_score_labels_softmax_and_methods():

@@ -395,6 +395,16 @@ def ask_structured(role: Role, backend: ChatBackend, variables: Mapping[str, Any
 DECODINGS = ("score", "generate")
 
 
+def check_scoring_options(decoding: str, calibrate: str, choice_set: str) -> None:
+    """ConfigError naming the option when a scored system's ``decoding`` / ``calibrate`` / ``choice_set`` is unknown."""
+    if decoding not in DECODINGS:
+        raise ConfigError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+    if choice_set not in ("hypotheses", "all"):
+        raise ConfigError(f"choice_set must be 'hypotheses' or 'all', got {choice_set!r}")
+    if calibrate not in CALIBRATIONS:
+        raise ConfigError(f"calibrate must be one of {CALIBRATIONS}, got {calibrate!r}")
+
+
 def fit_priors(system: Any, windows: Sequence[Mapping[str, np.ndarray | None]], note: str = "") -> Any:
     """Train calibration for ``system`` (SensingAgents or SingleAgentHAR): predict every training window while
     collecting the scored roles' label log-probabilities, then keep their per-role means as ``system.priors``."""
@@ -726,12 +736,7 @@ class SensingAgents:
                  conflict_on: str = "labels", max_tokens: int = 64, fs: float = 50.0, seed: int | None = 0,
                  repair: bool = True, decoding: str = "score", calibrate: str = "none",
                  choice_set: str = "hypotheses"):
-        if decoding not in DECODINGS:
-            raise ConfigError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
-        if choice_set not in ("hypotheses", "all"):
-            raise ConfigError(f"choice_set must be 'hypotheses' or 'all', got {choice_set!r}")
-        if calibrate not in CALIBRATIONS:
-            raise ConfigError(f"calibrate must be one of {CALIBRATIONS}, got {calibrate!r}")
+        check_scoring_options(decoding, calibrate, choice_set)
         if debate_mode != "class_groups":
             raise ConfigError(f"debate_mode {debate_mode!r} is not implemented; use 'class_groups'")
         if conflict_on not in ("labels", "groups"):
@@ -978,12 +983,7 @@ class SingleAgentHAR:
 
     def __init__(self, llm: ChatBackend | None = None, max_tokens: int = 64, fs: float = 50.0, seed: int | None = 0,
                  repair: bool = True, decoding: str = "score", calibrate: str = "none", choice_set: str = "hypotheses"):
-        if decoding not in DECODINGS:
-            raise ConfigError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
-        if choice_set not in ("hypotheses", "all"):
-            raise ConfigError(f"choice_set must be 'hypotheses' or 'all', got {choice_set!r}")
-        if calibrate not in CALIBRATIONS:
-            raise ConfigError(f"calibrate must be one of {CALIBRATIONS}, got {calibrate!r}")
+        check_scoring_options(decoding, calibrate, choice_set)
         self.decoding, self.calibrate, self.choice_set = decoding, calibrate, choice_set
         self._memo: dict = {}
         self.priors: dict[str, dict[str, float]] = {}
