@@ -13,7 +13,6 @@ first version). Add rows or epochs with ``--set``, e.g. ``--set epochs=10 --set 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch  # noqa: E402
 
 import polymodal.affect.stickers.recipe as mghft_recipe  # noqa: E402  (registers the recipe)
 from polymodal.core.config import parse_overrides  # noqa: E402
-from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
+from seed_tables import run_recipe_seeds, seed_parser, seed_table, setting_line, write_table  # noqa: E402
 
 ROOT = Path(".bench/mghft")
 SETTING = dict(mghft_recipe.QUICK)
@@ -38,8 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}
-    md = [f"Setting: {json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()})}; "
-          f"seeds {args.seeds}.", ""]
+    md = [setting_line(setting, args.seeds), ""]
     t_all = time.perf_counter()
     rows_by_seed = run_recipe_seeds("mghft", setting, args.seeds, ROOT, args.label, primary="accuracy")
     md += [seed_table(rows_by_seed, COLUMNS, lambda k: 1 if k == "train_seconds" else 4), "",

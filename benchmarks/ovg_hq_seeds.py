@@ -32,7 +32,7 @@ import polymodal.video.grounding.recipe as ovg_recipe  # noqa: E402  (registers 
 from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import mean_std, seed_parser, seed_table  # noqa: E402
+from seed_tables import mean_std, seed_parser, seed_table, setting_line  # noqa: E402
 
 ROOT = Path(".bench/ovg_hq")
 SETTING = {**ovg_recipe.QUICK, "n_valid": 200, "latency_steps": 0}
@@ -70,8 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = {**SETTING, **parse_overrides(args.overrides)}
-    md = [f"Setting: {json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()})}; "
-          f"seeds {args.seeds}.", ""]
+    md = [setting_line(setting, args.seeds), ""]
     t_all = time.perf_counter()
     rows_by_seed: dict[int, dict[str, dict[str, float]]] = {}
     timings = {}

@@ -29,6 +29,13 @@ def seed_table(rows_by_seed: dict[int, dict[str, dict[str, float]]], columns: tu
     return "\n".join(out)
 
 
+def setting_line(setting: dict, seeds: list[int]) -> str:
+    """The table's first line: the recipe setting as JSON (tuples as lists) and the seeds."""
+    import json
+
+    return f"Setting: {json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()})}; seeds {seeds}."
+
+
 def seed_parser(description: str, label: str, out: Path) -> argparse.ArgumentParser:
     """The options every seed benchmark takes: ``--seeds``, ``--set KEY=VALUE``, ``--label`` (run folder prefix;
     an existing folder is resumed) and ``--out`` (the markdown table)."""

@@ -38,6 +38,16 @@ LLM_GENERATIVE_PROMPT = ("Audio event: {audio}. Which of these video classes cou
 FORMAT_VERSION = 1
 
 
+
+def _read_json(path: Path) -> object:
+    """A JSON file's content; DataFormatError naming the file (and line) when missing or malformed."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, f"not valid JSON: {e.msg}", line=e.lineno) from None
+
 @dataclass
 class LabelMapping:
     """``matrix[a, v]`` in [0, 1]: how plausibly audio class ``a`` comes from a video of class ``v``."""
@@ -129,14 +139,7 @@ class LabelMapping:
 
     @classmethod
     def load(cls, path: str | Path) -> LabelMapping:
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataFormatError(path, "file not found") from None
-        except json.JSONDecodeError as e:
-            raise DataFormatError(path, f"not valid JSON: {e.msg}", line=e.lineno) from None
-        return cls.from_dict(d, str(path))
+        return cls.from_dict(_read_json(Path(path)), str(path))
 
 
 # --------------------------------------------------------------------------------------------- backends
@@ -203,13 +206,7 @@ def table_matrix(audio_labels: Sequence[str], video_labels: Sequence[str], table
     where = "label mapping table"
     if isinstance(table, str | Path):
         where = str(table)
-        path = Path(table)
-        try:
-            table = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataFormatError(path, "file not found") from None
-        except json.JSONDecodeError as e:
-            raise DataFormatError(path, f"not valid JSON: {e.msg}", line=e.lineno) from None
+        table = _read_json(Path(table))
     if isinstance(table, dict) and "matrix" in table:
         mapping = LabelMapping.from_dict(table, where)
         try:

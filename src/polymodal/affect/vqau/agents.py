@@ -23,9 +23,9 @@ import dataclasses
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from polymodal.affect.vqau.schema import EMOTIONS, canonical_emotion
 from polymodal.agents import Role
@@ -36,6 +36,8 @@ from polymodal.llm.choice import score_options as shared_score_options
 EmotionLabel = Literal["Anger", "Anticipation", "Disgust", "Fear", "Horror", "Joy", "Love", "Neutral", "Pride",
                        "Sadness", "Satisfaction", "Surprise", "Trust"]
 assert set(EmotionLabel.__args__) == set(EMOTIONS)  # type: ignore[attr-defined]
+#: an emotion field that accepts any spelling ``canonical_emotion`` knows ("happy" -> Joy, lower case, ...)
+CanonicalEmotion = Annotated[EmotionLabel, BeforeValidator(canonical_emotion)]
 
 
 def _clean_list(v: object, limit: int) -> list[str]:
@@ -120,13 +122,8 @@ class IntentLine(BaseModel):
 class EmotionJudgement(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    emotion: EmotionLabel
+    emotion: CanonicalEmotion
     confidence: float = Field(0.5, ge=0, le=1)
-
-    @field_validator("emotion", mode="before")
-    @classmethod
-    def _emotion(cls, v: object) -> str:
-        return canonical_emotion(v)  # type: ignore[arg-type]
 
 
 class EmotionReply(BaseModel):
@@ -134,12 +131,7 @@ class EmotionReply(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    emotion: EmotionLabel
-
-    @field_validator("emotion", mode="before")
-    @classmethod
-    def _emotion(cls, v: object) -> str:
-        return canonical_emotion(v)  # type: ignore[arg-type]
+    emotion: CanonicalEmotion
 
 
 class Verdict(BaseModel):
@@ -161,13 +153,8 @@ class OneStepAnswer(BaseModel):
 
     start: float = Field(ge=0)
     end: float = Field(gt=0)
-    emotion: EmotionLabel
+    emotion: CanonicalEmotion
     rationale: str = Field("", max_length=600)
-
-    @field_validator("emotion", mode="before")
-    @classmethod
-    def _emotion(cls, v: object) -> str:
-        return canonical_emotion(v)  # type: ignore[arg-type]
 
 
 LABELS = ", ".join(EMOTIONS)
