@@ -43,9 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-isolate", action="store_true", help="run methods in this process (peak RSS then shared)")
     _add_config_args(p)
 
-    p = sub.add_parser("demo", help="every paper's compare in quick mode on embedded data, one report")
+    p = sub.add_parser("demo", help="every paper's method against its baselines on embedded data, one report")
     p.add_argument("--out", metavar="DIR", help="demo folder (default runs/<time>-demo)")
-    p.add_argument("--only", metavar="A,B", help="only these recipes")
+    p.add_argument("--root", default="runs", metavar="DIR", help="where a new demo folder goes (default ./runs)")
+    p.add_argument("--only", metavar="A,B", help="only these recipes (comma-separated), e.g. --only nlgcl,ccd")
+    p.add_argument("--setting", choices=["demo", "quick", "smoke"], default="demo",
+                   help="demo: quick trimmed to ~15 minutes in all (default); quick: the recipes' quick settings "
+                        "(an hour or more); smoke: seconds per recipe, an install check whose numbers mean nothing")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="RECIPE.FIELD=VALUE",
+                   help="override one recipe's config field (repeatable), e.g. --set nlgcl.epochs=10")
+    p.add_argument("--jobs", type=int, metavar="N", help="recipes run at a time (default: 2, or 1 on one core)")
+    p.add_argument("--resume", metavar="DIR", help="continue a demo folder: finished recipes are kept")
 
     p = sub.add_parser("data", help="datasets: list what can be fetched, fetch one into the cache")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -235,8 +243,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from polymodal.demo import run_demo
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    report = run_demo(out=args.out, only=only)
-    print(f"demo report: {report}", file=sys.stderr)
+    if args.jobs is not None and args.jobs < 1:
+        raise PolymodalError(f"--jobs must be at least 1, got {args.jobs}")
+    outcome = run_demo(out=args.out, only=only, root=args.root, setting=args.setting, overrides=args.overrides,
+                       jobs=args.jobs, resume=args.resume)
+    print(f"demo report: {outcome.report} (and {outcome.report.with_suffix('.html')})", file=sys.stderr)
+    if outcome.failed:
+        print(f"{len(outcome.failed)} recipe(s) did not finish: {', '.join(outcome.failed)}; the report shows why. "
+              f"After fixing the cause: polymodal demo --resume {outcome.dir}", file=sys.stderr)
+        return 1
     return 0
 
 

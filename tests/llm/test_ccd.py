@@ -219,3 +219,16 @@ def test_recipe_scores_every_row_from_one_forward_per_item(tiny):
                 assert choices["cd-no-apc"] == choices["greedy-clean"] == choices["ccd"]
         m = row_metrics(recs, "ccd")
         assert 0 <= m["accuracy"] <= 1 and m["n_pairs"] == 8
+
+
+def test_demo_and_smoke_settings_are_valid_on_top_of_quick():
+    from polymodal.core.config import build_config
+    from polymodal.core.registry import get_recipe
+    from polymodal.llm.ccd_recipe import ROWS, CCDConfig
+
+    rec = get_recipe("ccd")
+    assert rec.demo_settings and rec.smoke_settings
+    for overrides in (rec.demo_settings, rec.smoke_settings):
+        build_config(CCDConfig, {**rec.quick, **overrides})
+    method, baselines = rec.headline
+    assert method == "ccd" and set(baselines) <= set(ROWS) and "greedy-clean" not in baselines

@@ -307,3 +307,17 @@ def test_train_lora_warmup_and_clipping():
         train_lora(base, tok, [task], ["gate_proj"], steps=1, warmup_steps=-1)
     with pytest.raises(ConfigError, match="schedule"):
         train_lora(base, tok, [task], ["gate_proj"], steps=1, schedule="cosine")
+
+
+def test_demo_and_smoke_settings_are_valid_on_top_of_quick():
+    from polymodal.core.config import build_config
+    from polymodal.core.registry import get_recipe
+    from polymodal.llm.module_study_recipe import REFERENCE, ROWS, GateProjConfig
+
+    rec = get_recipe("gate-proj")
+    for overrides in (rec.demo_settings, rec.smoke_settings):
+        cfg = build_config(GateProjConfig, {**rec.quick, **overrides})
+        assert "lora-gate_proj" in cfg.methods and set(cfg.methods) & set(rec.headline[1])  # a baseline to show
+    method, baselines = rec.headline
+    assert method == "lora-gate_proj" and set(baselines) <= set(ROWS)
+    assert REFERENCE not in baselines and method not in baselines and len(baselines) == len(MODULE_TYPES) - 1

@@ -337,3 +337,15 @@ def test_recipe_curriculum_config_errors():
         build_config(SparseCutConfig, {"max_shapes": 1})  # count needs two shapes
     with pytest.raises(ConfigError, match="qtypes"):
         build_config(SparseCutConfig, {"qtypes": ["colour", "size"]})
+
+
+def test_demo_and_smoke_settings_are_valid_on_top_of_quick():
+    from polymodal.core.config import build_config
+    from polymodal.core.registry import get_recipe
+    from polymodal.llm.sparsecut_recipe import SparseCutConfig
+
+    rec = get_recipe("sparsecut")
+    for overrides in (rec.demo_settings, rec.smoke_settings):
+        cfg = build_config(SparseCutConfig, {**rec.quick, **overrides})
+        assert len(cfg.methods) >= 2
+        assert set(rec.headline[1]) | {rec.headline[0]} <= set(cfg.methods)

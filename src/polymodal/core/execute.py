@@ -19,7 +19,14 @@ from typing import Any
 from polymodal.core.config import RecipeConfig, build_config, config_to_dict
 from polymodal.core.errors import ConfigError, PolymodalError
 from polymodal.core.registry import Recipe, get_recipe
-from polymodal.core.report import markdown_table, markdown_to_html_page, plot_bars, plot_curves, result_table
+from polymodal.core.report import (
+    best_directions,
+    markdown_table,
+    markdown_to_html_page,
+    plot_bars,
+    plot_curves,
+    result_table,
+)
 from polymodal.core.runs import Run, atomic_write_json, atomic_write_text, new_run_dir
 from polymodal.core.runtime import peak_rss_mb, seed_everything
 
@@ -144,7 +151,8 @@ def prepare_compare(
         d = new_run_dir(root, f"compare-{recipe.name}")
     for name in methods:
         Run.create(d / name, name, config_to_dict(configs[name]))
-    atomic_write_json(d / "compare.json", {"recipe": recipe.name, "methods": methods, "quick": quick})
+    atomic_write_json(d / "compare.json", {"recipe": recipe.name, "family": recipe.family, "methods": methods,
+                                           "quick": quick})
     return d
 
 
@@ -169,7 +177,8 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
             env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
             proc = subprocess.run([sys.executable, "-m", "polymodal.core.worker", str(sub)], env=env)
             if proc.returncode != 0:
-                raise PolymodalError(f"method {name!r} failed (exit {proc.returncode}); see {sub}/run.json. "
+                cause = Run.open(sub).meta().get("error") or f"exit {proc.returncode}"
+                raise PolymodalError(f"method {name!r} failed: {cause} (see {sub}/run.json). "
                                      f"Fix the cause and continue with: polymodal compare --resume {d}")
             rows.extend(json.loads(res_path.read_text())["rows"])
         else:
@@ -181,20 +190,12 @@ def run_compare(d: Path | str, *, isolate: bool = True) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- reports
-def _lower_is_better(metric: str) -> bool:
-    """Losses, spreads, times, errors, rounds-to-target and model sizes are better when lower (bolded at the
-    minimum)."""
-    m = metric.lower()
-    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to", "fawning",
-                                "params", "macs", "flops", "latency", "_mb"))
-
-
 def write_report(d: Path, recipe: Recipe, result: dict[str, Any], run_dirs: dict[str, Path]) -> Path:
     """``report.md`` + ``report.html`` with the result table, the gain of the method over each baseline,
     a training-curve plot and a bar plot of the primary metric."""
     metrics = list(recipe.table_metrics) or None
     headers, table = result_table(result, metrics)
-    best = {i: "min" if _lower_is_better(headers[i]) else "max" for i in range(1, len(headers) - 2)}
+    best = best_directions(headers)
     md = [f"# {recipe.name} — {recipe.paper.cite()}", "", recipe.summary, ""]
     md += ["## Results (test)", "", markdown_table(headers, table, bold_best=best), ""]
     pm = recipe.primary_metric

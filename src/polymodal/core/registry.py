@@ -86,6 +86,15 @@ class Recipe:
     #: rows one run reports when it trains the method and its baselines together (e.g. ``fedsm``: fedsm, creff,
     #: fedavg, ...); shown by ``list`` / ``info`` in place of separate baseline recipes
     rows: tuple[str, ...] = ()
+    #: ``polymodal demo``'s setting: overrides applied on top of ``quick`` so that all sixteen systems fit the demo's
+    #: 20-minute budget on 2 cores (empty: the quick setting as it is)
+    demo_settings: dict[str, Any] = field(default_factory=dict)
+    #: ``polymodal demo --setting smoke``: overrides on top of ``quick`` that run the whole pipeline in seconds (an
+    #: install check and the report test; its numbers mean nothing)
+    smoke_settings: dict[str, Any] = field(default_factory=dict)
+    #: the demo overview's comparison: (the method's row, the rows that are its baselines); empty: the recipe's own
+    #: row against every other row
+    headline: tuple[str, tuple[str, ...]] | tuple[()] = ()
 
     def default_config(self) -> RecipeConfig:
         return self.config_cls()
@@ -113,13 +122,17 @@ def recipe(
     gain_pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
     report_extras: Callable[..., tuple[list[str], list[Any]]] | None = None,
     rows: tuple[str, ...] | list[str] = (),
+    demo_settings: dict[str, Any] | None = None,
+    smoke_settings: dict[str, Any] | None = None,
+    headline: tuple[str, tuple[str, ...] | list[str]] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register ``fn(config, run) -> Result`` as recipe ``name`` (lower-case, hyphenated)."""
     if name != name.lower() or "_" in name or " " in name:
         raise ValueError(f"recipe names are lower-case and hyphenated, got {name!r}")
-    bad = set(quick or {}) - set(config.model_fields)
-    if bad:
-        raise ValueError(f"recipe {name!r}: quick overrides name unknown fields {sorted(bad)}")
+    for label, values in (("quick", quick), ("demo_settings", demo_settings), ("smoke_settings", smoke_settings)):
+        bad = set(values or {}) - set(config.model_fields)
+        if bad:
+            raise ValueError(f"recipe {name!r}: {label} overrides name unknown fields {sorted(bad)}")
 
     def deco(fn: RunFn) -> RunFn:
         if name in _REGISTRY and _REGISTRY[name].run_fn is not fn:
@@ -141,6 +154,9 @@ def recipe(
             gain_pairs=tuple(tuple(p) for p in gain_pairs),
             report_extras=report_extras,
             rows=tuple(rows),
+            demo_settings=dict(demo_settings or {}),
+            smoke_settings=dict(smoke_settings or {}),
+            headline=(headline[0], tuple(headline[1])) if headline else (),
         )
         return fn
 
@@ -152,21 +168,26 @@ def _first_line(doc: str | None) -> str:
     return lines[0].strip() if lines else ""
 
 
+def load_family(fam: str) -> None:
+    """Import one family's recipes module (a family with a missing optional dependency is noted, not raised)."""
+    modname = f"polymodal.{fam}.recipes"
+    try:
+        importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name in (modname, f"polymodal.{fam}"):
+            return  # family not written yet
+        _UNAVAILABLE[fam] = f"missing dependency {e.name!r} (install the '{fam}' extra)"
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        _UNAVAILABLE[fam] = str(e)
+
+
 def discover() -> None:
     """Import every family's recipes module once."""
     global _DISCOVERED
     if _DISCOVERED:
         return
     for fam in FAMILIES:
-        modname = f"polymodal.{fam}.recipes"
-        try:
-            importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name in (modname, f"polymodal.{fam}"):
-                continue  # family not written yet
-            _UNAVAILABLE[fam] = f"missing dependency {e.name!r} (install the '{fam}' extra)"
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            _UNAVAILABLE[fam] = str(e)
+        load_family(fam)
     _DISCOVERED = True
 
 
@@ -182,6 +203,8 @@ def unavailable_families() -> dict[str, str]:
 
 
 def get_recipe(name: str) -> Recipe:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     discover()
     if name in _REGISTRY:
         return _REGISTRY[name]

@@ -29,6 +29,19 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def lower_is_better(metric: str) -> bool:
+    """Losses, spreads, times, errors, rounds-to-target and model sizes are better when lower (bolded at the
+    minimum)."""
+    m = metric.lower()
+    return any(k in m for k in ("loss", "_std", "std_", "seconds", "error", "deviation", "rounds_to", "fawning",
+                                "params", "macs", "flops", "latency", "_mb"))
+
+
+def best_directions(headers: Sequence[str]) -> dict[int, str]:
+    """``bold_best`` for a ``result_table``: every metric column (not the method, train s and peak RSS columns)."""
+    return {i: "min" if lower_is_better(headers[i]) else "max" for i in range(1, len(headers) - 2)}
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, bold_best: dict[int, str] | None = None) -> str:
     """A pipe table. ``bold_best={col: "max"|"min"}`` bolds the best value of those columns."""
     cells = [[fmt(v) for v in r] for r in rows]

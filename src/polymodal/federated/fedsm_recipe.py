@@ -180,6 +180,10 @@ class FedSMConfig(RecipeConfig):
 
 #: ``--quick``: the embedded digits over 10 clients (4 online), spec 2.6's CI setting; well under a minute on one core
 QUICK = {"n_clients": 10, "clients_per_round": 4, "rounds": 50, "crt_rounds": 20, "eval_every": 5, "threads": 1}
+#: ``polymodal demo``: the quick setting as it is (~22 CPU-s for all six rows)
+DEMO: dict = {}
+#: ``polymodal demo --setting smoke``: a few rounds, two short CRT rounds, the method and FedAvg
+SMOKE = {"rounds": 6, "local_epochs": 2, "crt_rounds": 2, "eval_every": 2, "crt_epochs": 5, "methods": ["fedsm", "fedavg"]}
 
 
 # ---------------------------------------------------------------------------------------------- data setting
@@ -472,7 +476,8 @@ def fedsm_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[list
 
 # ---------------------------------------------------------------------------------------------- recipe
 @recipe("fedsm", family="federated", paper=PAPER, config=FedSMConfig, primary_metric="accuracy", baselines=(), rows=ROWS,
-        compare_self=True, quick=QUICK, demo=True, report_extras=fedsm_report,
+        compare_self=True, quick=QUICK, demo=True, report_extras=fedsm_report, demo_settings=DEMO, smoke_settings=SMOKE,
+        headline=("fedsm", ("creff", "fedavg", "fedprox")),
         table_metrics=("accuracy", "best_accuracy", "many_accuracy", "medium_accuracy", "few_accuracy",
                        "crt_seconds"))
 def run_fedsm(cfg: FedSMConfig, run: Run) -> Result:

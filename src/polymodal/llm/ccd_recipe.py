@@ -72,6 +72,14 @@ class CCDConfig(RecipeConfig):
 
 
 QUICK = {"n_items": 40, "speed_items": 1, "speed_tokens": 16, "threads": 1}
+#: ``polymodal demo`` (on top of QUICK, ~55 CPU-s): 16 items (8 per task, both paradigms: 32 pairs) and 8 speed
+#: tokens; the rows keep the quick ordering (cd-no-apc > ccd = greedy-clean > greedy-induced > system-prompt)
+DEMO = {"n_items": 16, "speed_tokens": 8}
+#: ``polymodal demo --setting smoke``: 2 items, 2 speed tokens (the pipeline end to end; numbers mean nothing)
+SMOKE = {"n_items": 2, "speed_tokens": 2}
+#: the demo overview: ccd against the spec's baselines (no defence, the system-prompt defence, the CFG/CD route
+#: without APC); greedy-clean is the neutral prompt itself, the upper bound of the transform, not a baseline
+HEADLINE = ("ccd", ("greedy-induced", "system-prompt", "cd-no-apc"))
 
 
 def select_items(items: list, n: int | None, seed: int) -> list:
@@ -250,6 +258,7 @@ def ccd_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[list[s
 
 @recipe("ccd", family="llm", paper=PAPER, config=CCDConfig, primary_metric="accuracy", baselines=(), rows=ROWS,
         compare_self=True, quick=QUICK, demo=True, report_extras=ccd_report,
+        demo_settings=DEMO, smoke_settings=SMOKE, headline=HEADLINE,
         table_metrics=("accuracy", "fawning_rate", "accuracy_recovered", "accuracy/factual", "accuracy/sentiment",
                        "tokens_per_second"))
 def run_ccd(cfg: CCDConfig, run: Run) -> Result:

@@ -107,6 +107,11 @@ class SparseCutConfig(RecipeConfig):
 QUICK = {"methods": ("sparsecut", "llava-projector"), "llm_num_layers": 4, "vision_layers": 4, "n_train": 800,
          "n_test": 120, "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup_steps": 20, "max_shapes": 1,
          "qtypes": ("colour", "position", "detail"), "latency_reps": 3, "threads": 1}
+#: ``polymodal demo`` (on top of QUICK, ~65 CPU-s): half the steps (50: 400 items, one epoch) with the warm-up
+#: scaled with them (10 steps), one latency repetition; same model, rows and 120 test items as QUICK
+DEMO = {"n_train": 400, "warmup_steps": 10, "latency_reps": 1}
+#: ``polymodal demo --setting smoke``: 2 steps, 8 test items (numbers mean nothing)
+SMOKE = {"n_train": 16, "n_test": 8, "warmup_steps": 1, "latency_reps": 1}
 
 
 # ---------------------------------------------------------------------------------------------- setting
@@ -326,6 +331,7 @@ def sparsecut_report(d, result: dict, run_dirs: dict) -> tuple[list[str], list]:
 # ---------------------------------------------------------------------------------------------- recipe
 @recipe("sparsecut", family="llm", paper=PAPER, config=SparseCutConfig, primary_metric="accuracy", baselines=(),
         rows=ROWS, compare_self=True, quick=QUICK, demo=True, report_extras=sparsecut_report,
+        demo_settings=DEMO, smoke_settings=SMOKE, headline=("sparsecut", ("llava-projector",)),
         table_metrics=("accuracy", "open_accuracy", "acc_colour", "acc_position", "acc_count", "acc_detail",
                        "final_train_loss", "seq_len", "prefill_seconds", "trainable_params"))
 def run_sparsecut(cfg: SparseCutConfig, run: Run) -> Result:

@@ -39,6 +39,11 @@ LGMREC_PAPER = Paper(title="LGMRec: Local and Global Graph Learning for Multimod
 
 #: --quick: the embedded synthetic multimodal data, the recsys quick budget, 20% cold items
 QUICK_MM = {**base.QUICK, "multimodal": True, "cold_item_frac": 0.2}
+#: ``polymodal demo`` (sg-urinit): one torch thread, a 120 x 160 synthetic graph, batch 512 (same epoch budget)
+DEMO_MM = {"threads": 1, "synth_users": 120, "synth_items": 160, "batch_size": 512}
+#: ``polymodal demo --setting smoke``: two epochs on an 80 x 100 graph, hashed item texts (no MiniLM load)
+SMOKE_MM = {"threads": 1, "synth_users": 80, "synth_items": 100, "batch_size": 256, "epochs": 2,
+            "warm_up_epochs": 0, "text_mode": "hash"}
 TABLE = ("recall@20", "ndcg@20", "cold/recall@20", "cold/ndcg@20")
 COMMON = dict(family="recsys", primary_metric="ndcg@20", quick=QUICK_MM, table_metrics=TABLE,
               curve_metric="valid/ndcg@10")
@@ -282,7 +287,7 @@ _SUITE_ROWS = tuple(name for b in BACKBONES for name in (b, f"{b}+sg-urinit"))
 
 @recipe("sg-urinit", paper=SGURINIT_PAPER, config=SGURInitSuiteConfig, baselines=_SUITE_ROWS, demo=True,
         compare_self=False, gain_pairs=[(f"{b}+sg-urinit", b) for b in BACKBONES], report_extras=suite_report,
-        **COMMON)
+        demo_settings=DEMO_MM, smoke_settings=SMOKE_MM, headline=("vbpr+sg-urinit", ("vbpr",)), **COMMON)
 def run_sg_urinit(cfg: SGURInitSuiteConfig, run: Run) -> Result:
     """SG-URInit: user tables initialised from interacted items' modality features fused with K-means cluster
     features, before training (compare: every backbone with and without it)."""

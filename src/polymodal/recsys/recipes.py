@@ -112,6 +112,10 @@ XSIMGCL_PAPER = Paper(title="XSimGCL: Towards Extremely Simple Graph Contrastive
 
 #: the embedded-data setting of ``--quick`` (demo, tests): same protocol, smaller budget, faster lr
 QUICK = {"epochs": 60, "warm_up_epochs": 10, "patience": 10, "batch_size": 1024, "lr": 5e-3}
+#: ``polymodal demo``: one torch thread, a 150 x 200 synthetic graph and batch 512 (same epoch budget)
+DEMO = {"threads": 1, "synth_users": 150, "synth_items": 200, "batch_size": 512}
+#: ``polymodal demo --setting smoke``: two epochs on a 60 x 80 graph
+SMOKE = {"threads": 1, "synth_users": 60, "synth_items": 80, "batch_size": 256, "epochs": 2, "warm_up_epochs": 0}
 TABLE = ("recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50")
 BASELINES = ("mf-bpr", "lightgcn", "sgl", "simgcl", "xsimgcl")
 
@@ -180,7 +184,8 @@ _COMMON = dict(family="recsys", primary_metric="ndcg@20", quick=QUICK, table_met
                curve_metric="valid/ndcg@10")
 
 
-@recipe("nlgcl", paper=NLGCL_PAPER, config=NLGCLConfig, baselines=BASELINES, demo=True, **_COMMON)
+@recipe("nlgcl", paper=NLGCL_PAPER, config=NLGCLConfig, baselines=BASELINES, demo=True, demo_settings=DEMO,
+        smoke_settings=SMOKE, headline=("nlgcl", BASELINES), **_COMMON)
 def run_nlgcl(cfg: NLGCLConfig, run: Run) -> Result:
     """NLGCL: contrast each node's layer-l view with its neighbours' layer-(l-1) views (one propagation)."""
     return _train_and_report("nlgcl", cfg, run, lambda d, adj: NLGCL(

@@ -115,6 +115,15 @@ class SensingAgentsConfig(RecipeConfig):
 #: pass per undecided role (~3.6 per window), so the quick run fits the 10-minute budget on 2 cores
 QUICK = {"participants": 3, "seconds_per_activity": 12.0, "n_eval_windows": 28, "faults": ("nan", "bias_ramp", "noise"),
          "n_fault_windows": 7, "max_tokens": 24, "repair": False, "rf_trees": 50, "cnn_epochs": 25, "threads": 1}
+#: ``polymodal demo`` (on top of quick): 14 clean windows (2 per class), analysts calibrated on 7 training windows,
+#: no fault conditions (each fault window costs ~2.5 CPU-s of SmolLM2); SmolLM2 as in quick, ~67 CPU-s in all
+DEMO = {"n_eval_windows": 14, "n_calibration": 7, "faults": ()}
+#: ``polymodal demo --setting smoke`` (on top of quick): rule backend (no model), 6 s per activity, 7 + 2 windows
+SMOKE = {"backend": "rules", "seconds_per_activity": 6.0, "n_eval_windows": 7, "n_fault_windows": 2, "faults": ("nan",),
+         "cnn_epochs": 2, "rf_trees": 10}
+#: the demo overview: SensingAgents against the agent and trained baselines (majority vote is its own ablation: the
+#: same analysts without debate and decision)
+HEADLINE = ("sensing-agents", ("single-agent", "random-forest", "cnn-1d"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -350,6 +359,7 @@ def sensing_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[li
 
 @recipe("sensing-agents", family="sensing", paper=PAPER, config=SensingAgentsConfig, primary_metric="accuracy",
         rows=ROWS, compare_self=True, quick=QUICK, demo=True, report_extras=sensing_report,
+        demo_settings=DEMO, smoke_settings=SMOKE, headline=HEADLINE,
         table_metrics=("accuracy", "macro_f1", "conflict_accuracy", "fault_mean_accuracy", "tokens_per_window",
                        "seconds_per_window", "fallback_rate", "scored_rate"))
 def run_sensing_agents(cfg: SensingAgentsConfig, run: Run) -> Result:

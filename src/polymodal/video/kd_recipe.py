@@ -135,6 +135,12 @@ QUICK = {"n_per_class": 40, "test_fraction": 0.4, "frames": 8, "size": 24, "nuis
          "teacher_extra_per_class": 60, "epochs": 30, "teacher_epochs": 8, "vit_epochs": 15, "batch_size": 16,
          "methods": ("dual-teacher-kd", "student-alone", "kd-cnn", "kd-vit", "kd-avg", "teacher-cnn", "teacher-vit"),
          "threads": 1}
+#: ``polymodal demo`` (on top of quick): 4 frames instead of 8, teachers on 540 clips (30 extra per class) with 10
+#: ViT epochs, 20 student epochs: about half quick's CPU (docs/methods/dual-teacher-kd.md, "In the demo")
+DEMO = {"frames": 4, "teacher_extra_per_class": 30, "vit_epochs": 10, "epochs": 20}
+#: ``polymodal demo --setting smoke`` (on top of quick): 60 clips of 4 frames at 16 px, one epoch per model
+SMOKE = {"n_per_class": 6, "teacher_extra_per_class": 0, "frames": 4, "size": 16, "epochs": 1, "teacher_epochs": 1,
+         "vit_epochs": 1, "vit_warmup_epochs": 0.0}
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -318,7 +324,8 @@ def kd_report(d: Path, result: dict, run_dirs: dict[str, Path]) -> tuple[list[st
 # ---------------------------------------------------------------------------------------------- recipe
 @recipe("dual-teacher-kd", family="video", paper=PAPER, config=DualTeacherKDConfig, primary_metric="top1",
         baselines=(), rows=ROWS, compare_self=True, quick=QUICK, demo=True, report_extras=kd_report,
-        table_metrics=("top1", "top5", "params", "mmacs"))
+        table_metrics=("top1", "top5", "params", "mmacs"), demo_settings=DEMO, smoke_settings=SMOKE,
+        headline=("dual-teacher-kd", ("student-alone", "kd-cnn", "kd-vit", "kd-avg", "fitnets")))
 def run_dual_teacher_kd(cfg: DualTeacherKDConfig, run: Run) -> Result:
     """Dual-Teacher KD (DATW + structure-discrepancy branch + RKD) vs single-teacher KD, averaged teachers and no KD."""
     from polymodal.core.runtime import resolve_device

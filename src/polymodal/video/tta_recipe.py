@@ -117,6 +117,12 @@ class AudioTTAConfig(RecipeConfig):
 #: lr 3e-3, batch 16) + 3 audio epochs, 20 test clips per corruption, the four issue rows, one thread
 QUICK = {"n_per_class": 60, "size": 32, "nuisance": "easy", "epochs": 25, "lr": 3e-3, "audio_epochs": 3,
          "test_per_corruption": 20, "methods": ("audio-tta", "source", "tent", "vitta"), "threads": 1}
+#: ``polymodal demo`` (on top of quick): 15 source epochs instead of 25 (~70 instead of ~90-110 CPU-s; clean source
+#: top-1 stays 0.90); the stream, corruptions and rows are quick's (docs/methods/audio-tta.md, "In the demo")
+DEMO = {"epochs": 15}
+#: ``polymodal demo --setting smoke`` (on top of quick): 80 clips, one source / audio epoch, 3 corruptions x 4 clips
+SMOKE = {"n_per_class": 8, "epochs": 1, "audio_epochs": 1, "test_per_corruption": 4,
+         "corruptions": ("gaussian_noise", "motion_blur", "contrast")}
 
 
 # ---------------------------------------------------------------------------------------------- setting
@@ -274,7 +280,8 @@ def audio_tta_report(d, result: dict, run_dirs: dict) -> tuple[list[str], list]:
 
 # ---------------------------------------------------------------------------------------------- recipe
 @recipe("audio-tta", family="video", paper=PAPER, config=AudioTTAConfig, primary_metric="top1", rows=ROWS,
-        compare_self=True, quick=QUICK, demo=True, report_extras=audio_tta_report,
+        compare_self=True, quick=QUICK, demo=True, report_extras=audio_tta_report, demo_settings=DEMO,
+        smoke_settings=SMOKE, headline=("audio-tta", ("source", "tent", "vitta")),
         table_metrics=("top1", "steps_mean", "pl_accept_rate", "pl_used_rate", "pl_accuracy", "seconds_per_video"))
 def run_audio_tta(cfg: AudioTTAConfig, run: Run) -> Result:
     """Audio-Assisted TTA (audio pseudo-labels + flexible cycle) vs source, TENT and ViTTA on corrupted clips."""

@@ -90,6 +90,12 @@ class MGHFTConfig(RecipeConfig):
 #: ``--quick``: 700 stickers, 6 epochs, the three headline rows + text-only, one thread
 QUICK = {"methods": ("mghft", "pvt-visual-only", "pvt-late-fusion", "text-only"), "n_samples": 700, "epochs": 6,
          "embed_dim": 128, "threads": 1}
+#: ``polymodal demo`` (on top of quick): 560 stickers and 3 epochs for every row (~80 CPU-s in all)
+DEMO = {"n_samples": 560, "epochs": 3}
+#: ``polymodal demo --setting smoke`` (on top of quick): 70 stickers, 1 epoch, narrow fusion (~18 CPU-s)
+SMOKE = {"n_samples": 70, "epochs": 1, "embed_dim": 32, "fusion_dim": 32, "fusion_mlp": 64}
+#: the demo overview: MGHFT against the visual-only PVT, late fusion and the text-only reference
+HEADLINE = ("mghft", ("pvt-visual-only", "pvt-late-fusion", "text-only"))
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -296,6 +302,7 @@ def mghft_report(d, result: dict, run_dirs: dict) -> tuple[list[str], list]:
 # ---------------------------------------------------------------------------------------------- recipe
 @recipe("mghft", family="affect", paper=PAPER, config=MGHFTConfig, primary_metric="accuracy", rows=ROWS,
         compare_self=True, quick=QUICK, demo=True, report_extras=mghft_report,
+        demo_settings=DEMO, smoke_settings=SMOKE, headline=HEADLINE,
         table_metrics=("accuracy", "macro_f1", "weighted_f1", "final_train_loss", "params"))
 def run_mghft(cfg: MGHFTConfig, run: Run) -> Result:
     """MGHFT (PVT + LRA token selection + multi-view text fusion + TGFA) vs visual-only, late-fusion and text baselines."""

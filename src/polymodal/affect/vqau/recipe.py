@@ -98,6 +98,12 @@ class AffectSeekConfig(RecipeConfig):
 
 #: ``--quick``: short videos (1-2 min), 24 queries, SmolLM2 on one thread (CPU decoding is the budget)
 QUICK = {"n_videos": 4, "train_videos": 12, "min_seconds": 60.0, "max_seconds": 120.0, "n_queries": 24, "threads": 1}
+#: ``polymodal demo`` (on top of quick): 10 of the 24 quick queries (seeded sample), every row, SmolLM2 as in quick
+DEMO = {"n_queries": 10}
+#: ``polymodal demo --setting smoke`` (on top of quick): the rule backend (no model), 1 video, 3 queries
+SMOKE = {"backend": "rule", "n_videos": 1, "train_videos": 2, "n_queries": 3}
+#: the demo overview: AffectSeek against the two baselines (the other rows are its own ablations)
+HEADLINE = ("affectseek", ("one-step-llm", "retrieval-classifier"))
 #: trace roles whose answer path is counted (``stage`` events): fallback rates per stage in the result
 STAGE_ROLES = ("intent", "intent-polarity", "emotion", "rationale", "one-step", "one-step-emotion")
 
@@ -226,6 +232,7 @@ def affectseek_report(d, result: dict, run_dirs: dict) -> tuple[list[str], list]
 
 @recipe("affectseek", family="affect", paper=PAPER, config=AffectSeekConfig, primary_metric="joint@0.5",
         baselines=(), rows=ROWS, compare_self=True, quick=QUICK, demo=True, table_metrics=TABLE,
+        demo_settings=DEMO, smoke_settings=SMOKE, headline=HEADLINE,
         report_extras=affectseek_report)
 def run_affectseek(cfg: AffectSeekConfig, run: Run) -> Result:
     """AffectSeek (agentic affective-moment search under vague queries) vs one-step LLM and retrieval+classifier."""

@@ -120,6 +120,12 @@ class OVGHQConfig(RecipeConfig):
 QUICK = {"n_train": 240, "n_valid": 120, "dim": 256, "text": "hash", "width": 64, "query_hidden": 128,
          "dropout": 0.0, "epochs": 3, "teacher_epochs": 2, "batch_size": 16, "seq_len": 16, "seq_stride": 16,
          "latency_steps": 40, "threads": 1}
+#: ``polymodal demo`` (on top of quick): quick's data, models and epochs, but only the method and its strongest quick
+#: baseline (no-memory) and 20 timed streaming steps: the two rows equal quick's (docs/methods/ovg-hq.md)
+DEMO = {"methods": ("ovg-hq", "no-memory"), "latency_steps": 20}
+#: ``polymodal demo --setting smoke`` (on top of quick): 16 / 8 queries, one epoch, two rows
+SMOKE = {"n_train": 16, "n_valid": 8, "epochs": 1, "teacher_epochs": 1, "latency_steps": 5,
+         "methods": ("ovg-hq", "no-memory")}
 
 
 def model_config(cfg: OVGHQConfig, input_dim: int, memory: str, refine: bool) -> OVGConfig:
@@ -253,7 +259,8 @@ def ovg_report(d: Path, result: dict, run_dirs: dict) -> tuple[list[str], list[P
         baselines=(), rows=ROWS, compare_self=True, quick=QUICK, demo=True, report_extras=ovg_report,
         table_metrics=("On-Avg-R1@0.5_pos", "On-Avg-R1@0.7_pos", "On-Avg-mAP@Avg_pos", "image/On-Avg-R1@0.5_pos",
                        "segment/On-Avg-R1@0.5_pos", "hybrid/On-Avg-R1@0.5_pos", "OFF-R1@0.5", "top1_delay_s",
-                       "ms_per_step"))
+                       "ms_per_step"), demo_settings=DEMO, smoke_settings=SMOKE,
+        headline=("ovg-hq", ("lstm-memory", "attention-memory", "no-memory")))
 def run_ovg_hq(cfg: OVGHQConfig, run: Run) -> Result:
     """OVG-HQ-Unify (TTT memory, refinement, expert distillation) vs LSTM / attention / no memory, no refinement,
     no distillation, on text, image, segment and hybrid queries; primary: text oR@1, IoU 0.5."""

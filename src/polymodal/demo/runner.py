@@ -1,0 +1,259 @@
+"""``polymodal demo``: every paper's compare on embedded data, ``jobs`` recipes at a time, one report.
+
+Each recipe runs in its own child process (``polymodal.demo.child``) with its output in ``<recipe>/demo.log``, so
+a failing or killed recipe is reported and the others go on. The report is rewritten after every recipe, so it
+is readable while the demo runs; ``--resume DIR`` runs what is not finished (a half-finished compare keeps its
+finished methods). A live display shows the recipes done and, for each running one, its method and the innermost
+progress bar of that method (read from the files ``core.progress`` writes under ``POLYMODAL_PROGRESS_FILE``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from polymodal.core.errors import PolymodalError
+from polymodal.core.progress import console, progress_enabled
+from polymodal.core.runs import atomic_write_text, new_run_dir
+from polymodal.demo.plan import (
+    ERROR_FILE,
+    LOG_FILE,
+    PLAN_FILE,
+    DemoPlan,
+    demo_recipes,
+    parse_recipe_overrides,
+    read_status,
+    write_status,
+)
+from polymodal.demo.render import duration, headline_sentence, render_html, render_markdown
+from polymodal.demo.report import collect
+
+PROGRESS_PREFIX = ".progress"
+
+
+@dataclass
+class DemoOutcome:
+    dir: Path
+    report: Path
+    finished: list[str]
+    failed: list[str]
+
+
+@dataclass
+class _Job:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+    started: float
+
+
+def write_report(d: Path) -> Path:
+    """(Re)write ``report.md`` and ``report.html`` from what the demo folder holds now."""
+    plan = DemoPlan.load(d)
+    sections = collect(d, plan)
+    atomic_write_text(d / "report.md", render_markdown(d, plan, sections))
+    atomic_write_text(d / "report.html", render_html(d, plan, sections))
+    return d / "report.md"
+
+
+def _open_plan(out: str | Path | None, root: str | Path, only: list[str] | None, setting: str,
+               overrides: list[str] | dict[str, dict[str, Any]] | None, resume: str | Path | None) -> Path:
+    if resume is not None:
+        if only or overrides:
+            raise PolymodalError("--resume continues a demo folder with the recipes and settings it was started "
+                                 "with; drop --only/--set, or start a new demo")
+        d = Path(resume)
+        DemoPlan.load(d)
+        return d
+    recipes = demo_recipes(only)
+    user = overrides if isinstance(overrides, dict) else parse_recipe_overrides(overrides, recipes)
+    plan = DemoPlan.build(recipes, setting, user)
+    if out is not None:
+        d = Path(out)
+        if (d / PLAN_FILE).exists():
+            raise PolymodalError(f"{d} already holds a demo; continue it with: polymodal demo --resume {d}")
+        d.mkdir(parents=True, exist_ok=True)
+    else:
+        d = new_run_dir(root, "demo")
+    plan.save(d)
+    return d
+
+
+def _is_finished(sub: Path) -> bool:
+    return read_status(sub).get("status") == "finished" and (sub / "result.json").is_file()
+
+
+def _start(d: Path, name: str, live: bool) -> _Job:
+    sub = d / name
+    sub.mkdir(parents=True, exist_ok=True)
+    (sub / ERROR_FILE).unlink(missing_ok=True)
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    if live:
+        env["POLYMODAL_PROGRESS_FILE"] = str(sub / PROGRESS_PREFIX)
+    else:
+        env["POLYMODAL_PROGRESS"] = "0"
+    log = open(sub / LOG_FILE, "ab")  # noqa: SIM115 - closed when the job ends
+    proc = subprocess.Popen([sys.executable, "-m", "polymodal.demo.child", str(d), name], stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    write_status(sub, status="running", pid=proc.pid)
+    return _Job(name, proc, log, time.perf_counter())
+
+
+def _reap(job: _Job) -> tuple[int, float] | None:
+    """(exit code, CPU seconds of the recipe and every process it waited for) once the child ended, else None."""
+    pid, status, usage = os.wait4(job.proc.pid, os.WNOHANG)
+    if pid == 0:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    job.proc.returncode = code
+    return code, usage.ru_utime + usage.ru_stime
+
+
+def _finish(d: Path, job: _Job, code: int, cpu: float) -> str:
+    job.log.close()
+    sub = d / job.name
+    for f in sub.glob(PROGRESS_PREFIX + ".*"):
+        f.unlink(missing_ok=True)
+    seconds = round(time.perf_counter() - job.started, 1)
+    if code == 0 and (sub / "result.json").is_file():
+        write_status(sub, status="finished", seconds=seconds, cpu_seconds=round(cpu, 1))
+        return "finished"
+    err_path = sub / ERROR_FILE
+    error = json.loads(err_path.read_text()).get("error", "") if err_path.is_file() else ""
+    if not error:
+        error = f"the recipe's process ended with exit code {code} without a result (see {sub / LOG_FILE})"
+    write_status(sub, status="failed", seconds=seconds, cpu_seconds=round(cpu, 1), exit=code, error=error)
+    return "failed"
+
+
+def _stop(d: Path, jobs: list[_Job]) -> None:
+    """Ctrl-C: interrupt every running recipe (its methods keep their checkpoints), then kill what lingers."""
+    for job in jobs:
+        try:
+            os.killpg(job.proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 20
+    for job in jobs:
+        while job.proc.returncode is None and time.monotonic() < deadline and _reap(job) is None:
+            time.sleep(0.2)
+        if job.proc.returncode is None:
+            try:
+                os.killpg(job.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            job.proc.wait()
+        job.log.close()
+        write_status(d / job.name, status="interrupted", seconds=round(time.perf_counter() - job.started, 1),
+                     error="interrupted (Ctrl-C); the finished methods are kept")
+
+
+def _run_status(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("status", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def _job_progress(sub: Path) -> tuple[float, int, str]:
+    """(methods done incl. the running one's fraction, methods in all, text of the innermost bar)."""
+    try:
+        methods = json.loads((sub / "compare.json").read_text())["methods"]
+    except (OSError, ValueError, KeyError):
+        return 0.0, 1, "preparing"
+    done = [m for m in methods if _run_status(sub / m) == "finished"]
+    running = next((m for m in methods if m not in done), "")
+    bars: list[dict[str, Any]] = []
+    files = sorted(sub.glob(PROGRESS_PREFIX + ".*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0)
+    for f in reversed(files):
+        try:
+            bars = json.loads(f.read_text())["bars"]
+            break
+        except (OSError, ValueError, KeyError):
+            continue
+    frac, text = 0.0, running
+    if bars:
+        outer, inner = bars[0], bars[-1]
+        if outer.get("total"):
+            frac = min(1.0, float(outer["completed"]) / float(outer["total"]))
+        count = f" {int(inner['completed'])}/{inner['total']}" if inner.get("total") else ""
+        text = f"{running} › {inner['description']}{count} {inner.get('info', '')}".strip()
+    return len(done) + frac, len(methods), text
+
+
+def run_demo(out: str | Path | None = None, only: list[str] | None = None, root: str | Path = "runs", *,
+             setting: str = "demo", overrides: list[str] | dict[str, dict[str, Any]] | None = None,
+             jobs: int | None = None, resume: str | Path | None = None) -> DemoOutcome:
+    """Run (or ``resume``) a demo folder and write its report; returns which recipes finished and failed."""
+    d = _open_plan(out, root, only, setting, overrides, resume)
+    plan = DemoPlan.load(d)
+    todo = [n for n in plan.recipes if not _is_finished(d / n)]
+    n_jobs = max(1, jobs or min(2, os.cpu_count() or 1))
+    live = progress_enabled() and console.is_terminal
+    say = console.print if live else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f"demo: {len(todo)} of {len(plan.recipes)} recipes to run ({plan.setting} setting, {n_jobs} at a time) "
+        f"in {d}")
+    write_report(d)
+    pending, running = list(todo), []
+    finished = [n for n in plan.recipes if n not in todo]
+    progress = None
+    if live:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
+        progress.start()
+        overall = progress.add_task("demo", total=len(todo), info=f"0/{len(todo)} recipes")
+    tasks: dict[str, Any] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < n_jobs:
+                job = _start(d, pending.pop(0), live)
+                running.append(job)
+                if progress is not None:
+                    tasks[job.name] = progress.add_task(job.name, total=1, info="starting")
+            for job in list(running):
+                ended = _reap(job)
+                if ended is None:
+                    if progress is not None:
+                        done, total, text = _job_progress(d / job.name)
+                        progress.update(tasks[job.name], completed=done, total=total, info=text[:56])
+                    continue
+                running.remove(job)
+                state = _finish(d, job, *ended)
+                if progress is not None:
+                    progress.remove_task(tasks.pop(job.name))
+                    progress.update(overall, advance=1, info=f"{len(todo) - len(pending) - len(running)}/"
+                                                            f"{len(todo)} recipes")
+                write_report(d)
+                sections = {s.name: s for s in collect(d, DemoPlan.load(d))}
+                sec = sections[job.name]
+                if state == "finished":
+                    finished.append(job.name)
+                    say(f"[{len(finished)}/{len(plan.recipes)}] {job.name} finished in {duration(sec.seconds)}: "
+                        f"{headline_sentence(sec)}")
+                else:
+                    say(f"[failed] {job.name} after {duration(sec.seconds)}: {sec.error}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.stop()
+        _stop(d, running)
+        write_report(d)
+        say(f"demo interrupted; the report shows what finished. Continue with: polymodal demo --resume {d}")
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    report = write_report(d)
+    failed = [n for n in plan.recipes if read_status(d / n).get("status") != "finished"]
+    return DemoOutcome(d, report, [n for n in plan.recipes if n not in failed], failed)
