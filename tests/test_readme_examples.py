@@ -38,7 +38,7 @@ def test_section_has_three_examples():
 def test_readme_example_runs(index):
     assert index < len(BLOCKS), f"{SECTION!r} has only {len(BLOCKS)} python blocks"
     env = {**os.environ, "POLYMODAL_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], capture_output=True, text=True, timeout=300,
                           env=env, cwd=README.parent)
     assert proc.returncode == 0, f"example {index + 1} failed:\n{proc.stderr[-3000:]}"
     assert re.search(r"\d+\.\d+|\d+/\d+", proc.stdout), f"example {index + 1} printed no number:\n{proc.stdout!r}"
