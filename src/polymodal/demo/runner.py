@@ -86,6 +86,20 @@ def _open_plan(out: str | Path | None, root: str | Path, only: list[str] | None,
     return d
 
 
+def _still_running(sub: Path) -> int | None:
+    """The pid of a recipe's child that an earlier, killed ``polymodal demo`` left running (children run in their own
+    session, so they outlive a parent killed with SIGKILL); None when there is none."""
+    status = read_status(sub)
+    pid = status.get("pid")
+    if status.get("status") != "running" or not isinstance(pid, int):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"polymodal.demo.child" in cmdline else None
+
+
 def _is_finished(sub: Path) -> bool:
     return read_status(sub).get("status") == "finished" and (sub / "result.json").is_file()
 
@@ -154,7 +168,7 @@ def _stop(d: Path, jobs: list[_Job]) -> None:
             job.proc.wait()
         job.log.close()
         write_status(d / job.name, status="interrupted", seconds=round(time.perf_counter() - job.started, 1),
-                     error="interrupted (Ctrl-C); the finished methods are kept")
+                     error="interrupted (Ctrl-C or SIGTERM); the finished methods are kept")
 
 
 def _run_status(run_dir: Path) -> str:
@@ -162,6 +176,18 @@ def _run_status(run_dir: Path) -> str:
         return json.loads((run_dir / "run.json").read_text()).get("status", "")
     except (OSError, ValueError):
         return ""
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a job scheduler, ``kill``) stops the demo like Ctrl-C: children interrupted, report written. Returns
+    the previous handler (None off the main thread, where handlers cannot be set)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def _job_progress(sub: Path) -> tuple[float, int, str]:
@@ -197,6 +223,11 @@ def run_demo(out: str | Path | None = None, only: list[str] | None = None, root:
     d = _open_plan(out, root, only, setting, overrides, resume)
     plan = DemoPlan.load(d)
     todo = [n for n in plan.recipes if not _is_finished(d / n)]
+    alive = {n: pid for n in todo if (pid := _still_running(d / n)) is not None}
+    if alive:
+        raise PolymodalError("an earlier demo process left these recipes running: "
+                             + ", ".join(f"{n} (pid {pid})" for n, pid in alive.items())
+                             + "; wait for them or stop them (kill PID), then resume")
     n_jobs = max(1, jobs or min(2, os.cpu_count() or 1))
     live = progress_enabled() and console.is_terminal
     say = console.print if live else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -214,6 +245,7 @@ def run_demo(out: str | Path | None = None, only: list[str] | None = None, root:
         progress.start()
         overall = progress.add_task("demo", total=len(todo), info=f"0/{len(todo)} recipes")
     tasks: dict[str, Any] = {}
+    previous = _sigterm_as_interrupt()
     try:
         while pending or running:
             while pending and len(running) < n_jobs:
@@ -254,6 +286,8 @@ def run_demo(out: str | Path | None = None, only: list[str] | None = None, root:
     finally:
         if progress is not None:
             progress.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     report = write_report(d)
     failed = [n for n in plan.recipes if read_status(d / n).get("status") != "finished"]
     return DemoOutcome(d, report, [n for n in plan.recipes if n not in failed], failed)
