@@ -79,5 +79,8 @@ def test_numpy_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "bady.npz", x=x, y=y[:3])
     with pytest.raises(DataFormatError, match="field 'y'"):
         load_gaits(tmp_path / "bady.npz")
+    (tmp_path / "g.csv").write_text("x,y\n")
     with pytest.raises(DataFormatError, match="unknown gait file type"):
         load_gaits(tmp_path / "g.csv")
+    with pytest.raises(DataFormatError, match=r"missing\.npz: file not found"):
+        load_gaits(tmp_path / "missing.npz")

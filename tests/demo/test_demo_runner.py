@@ -28,7 +28,7 @@ def test_a_failing_recipe_is_reported_and_the_other_finishes(failed_demo):
     d = outcome.dir
     assert outcome.failed == [BROKEN] and outcome.finished == [OK]
     status = read_status(d / BROKEN)
-    assert status["status"] == "failed" and str(missing) in status["error"]
+    assert status["status"] == "failed" and f"{missing}: file not found" in status["error"]
     assert read_status(d / OK)["status"] == "finished" and (d / OK / "result.json").is_file()
     md = (d / "report.md").read_text()
     broken_section = md.split(f"## {BROKEN} — ")[1]

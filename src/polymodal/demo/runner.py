@@ -216,6 +216,62 @@ def _job_progress(sub: Path) -> tuple[float, int, str]:
     return len(done) + frac, len(methods), text
 
 
+class _Display:
+    """Live bars on a terminal (the demo, and per running recipe its method and innermost bar); otherwise, or with
+    ``POLYMODAL_PROGRESS=0``, only the one-line messages."""
+
+    def __init__(self, n_recipes: int):
+        self.live = progress_enabled() and console.is_terminal
+        self._n, self._done = n_recipes, 0
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def say(self, msg: str) -> None:
+        if self.live:
+            console.print(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def start(self) -> None:
+        if not self.live:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(),
+                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                                  TextColumn("{task.fields[info]}"), console=console)
+        self._progress.start()
+        self._tasks[""] = self._progress.add_task("demo", total=self._n, info=f"0/{self._n} recipes")
+
+    def started(self, name: str) -> None:
+        if self._progress is not None:
+            self._tasks[name] = self._progress.add_task(name, total=1, info="starting")
+
+    def refresh(self, name: str, sub: Path) -> None:
+        if self._progress is not None:
+            done, total, text = _job_progress(sub)
+            self._progress.update(self._tasks[name], completed=done, total=total, info=text[:56])
+
+    def ended(self, name: str) -> None:
+        self._done += 1
+        if self._progress is not None:
+            self._progress.remove_task(self._tasks.pop(name))
+            self._progress.update(self._tasks[""], advance=1, info=f"{self._done}/{self._n} recipes")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _announce(d: Path, name: str, state: str, display: _Display, position: str) -> None:
+    sec = next(s for s in collect(d, DemoPlan.load(d)) if s.name == name)
+    if state == "finished":
+        display.say(f"[{position}] {name} finished in {duration(sec.seconds)}: {headline_sentence(sec)}")
+    else:
+        display.say(f"[failed] {name} after {duration(sec.seconds)}: {sec.error}")
+
+
 def run_demo(out: str | Path | None = None, only: list[str] | None = None, root: str | Path = "runs", *,
              setting: str = "demo", overrides: list[str] | dict[str, dict[str, Any]] | None = None,
              jobs: int | None = None, resume: str | Path | None = None) -> DemoOutcome:
@@ -229,63 +285,39 @@ def run_demo(out: str | Path | None = None, only: list[str] | None = None, root:
                              + ", ".join(f"{n} (pid {pid})" for n, pid in alive.items())
                              + "; wait for them or stop them (kill PID), then resume")
     n_jobs = max(1, jobs or min(2, os.cpu_count() or 1))
-    live = progress_enabled() and console.is_terminal
-    say = console.print if live else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    say(f"demo: {len(todo)} of {len(plan.recipes)} recipes to run ({plan.setting} setting, {n_jobs} at a time) "
-        f"in {d}")
+    display = _Display(len(todo))
+    display.say(f"demo: {len(todo)} of {len(plan.recipes)} recipes to run ({plan.setting} setting, {n_jobs} at a "
+                f"time) in {d}")
     write_report(d)
     pending, running = list(todo), []
-    finished = [n for n in plan.recipes if n not in todo]
-    progress = None
-    if live:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
-        progress.start()
-        overall = progress.add_task("demo", total=len(todo), info=f"0/{len(todo)} recipes")
-    tasks: dict[str, Any] = {}
+    n_finished = len(plan.recipes) - len(todo)
     previous = _sigterm_as_interrupt()
+    display.start()
     try:
         while pending or running:
             while pending and len(running) < n_jobs:
-                job = _start(d, pending.pop(0), live)
-                running.append(job)
-                if progress is not None:
-                    tasks[job.name] = progress.add_task(job.name, total=1, info="starting")
+                running.append(_start(d, pending.pop(0), display.live))
+                display.started(running[-1].name)
             for job in list(running):
                 ended = _reap(job)
                 if ended is None:
-                    if progress is not None:
-                        done, total, text = _job_progress(d / job.name)
-                        progress.update(tasks[job.name], completed=done, total=total, info=text[:56])
+                    display.refresh(job.name, d / job.name)
                     continue
                 running.remove(job)
                 state = _finish(d, job, *ended)
-                if progress is not None:
-                    progress.remove_task(tasks.pop(job.name))
-                    progress.update(overall, advance=1, info=f"{len(todo) - len(pending) - len(running)}/"
-                                                            f"{len(todo)} recipes")
+                display.ended(job.name)
                 write_report(d)
-                sections = {s.name: s for s in collect(d, DemoPlan.load(d))}
-                sec = sections[job.name]
-                if state == "finished":
-                    finished.append(job.name)
-                    say(f"[{len(finished)}/{len(plan.recipes)}] {job.name} finished in {duration(sec.seconds)}: "
-                        f"{headline_sentence(sec)}")
-                else:
-                    say(f"[failed] {job.name} after {duration(sec.seconds)}: {sec.error}")
+                n_finished += state == "finished"
+                _announce(d, job.name, state, display, f"{n_finished}/{len(plan.recipes)}")
             time.sleep(0.5)
     except KeyboardInterrupt:
-        if progress is not None:
-            progress.stop()
+        display.stop()
         _stop(d, running)
         write_report(d)
-        say(f"demo interrupted; the report shows what finished. Continue with: polymodal demo --resume {d}")
+        display.say(f"demo interrupted; the report shows what finished. Continue with: polymodal demo --resume {d}")
         raise
     finally:
-        if progress is not None:
-            progress.stop()
+        display.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     report = write_report(d)

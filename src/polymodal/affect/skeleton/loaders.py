@@ -148,6 +148,8 @@ def load_gaits(path: str | Path, labels_path: str | Path | None = None, *,
                label_names: tuple[str, ...] | None = None) -> GaitDataset:
     """Dispatch on the suffix: ``.h5``/``.hdf5`` -> :func:`load_emotion_gait`, ``.npz``/``.npy`` -> NumPy."""
     p = Path(path)
+    if not p.exists():
+        raise DataFormatError(p, "file not found", expected="a gait file: .h5 (Emotion-Gait) or .npz/.npy")
     if p.suffix.lower() in (".h5", ".hdf5"):
         return load_emotion_gait(p, labels_path, label_names=label_names or EMOTION_GAIT_LABELS)
     if p.suffix.lower() in (".npz", ".npy"):
