@@ -100,6 +100,7 @@ section.system{border-top:2px solid #ddd;margin-top:2em}
 .win{color:#1a7f37;font-weight:600}
 figure{display:inline-block;margin:.5em 1em .5em 0}
 img.plot{max-width:520px;border:1px solid #eee}
+.scroll{overflow-x:auto;max-width:100%}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
 """
 
@@ -118,7 +119,8 @@ def _table_html(headers: list[str], rows: list[list[object]], bold: dict[int, st
             text = html.escape(fmt(v))
             tds.append(f"<td><b>{text}</b></td>" if best.get(i) is not None and v == best[i] else f"<td>{text}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+            '</table></div>')
 
 
 def _img(path: Path, name: str) -> str:
@@ -140,7 +142,8 @@ def render_html(d: Path, plan: DemoPlan, sections: list[SystemSection]) -> str:
         "<tr>" + f'<td><a href="#sys-{esc(r[0])}">{esc(r[0])}</a></td>'
         + "".join(f'<td class="win">{esc(c)}</td>' if c.endswith("✓") else f"<td>{esc(c)}</td>" for c in r[1:])
         + "</tr>" for r in rows)
-    out.append(f'<table class="overview"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    out.append(f'<div class="scroll"><table class="overview"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+               '</table></div>')
     for s in sections:
         docs = (f'<a href="{esc(relative_link(s.docs, d))}">docs/methods/{esc(s.name)}.md</a>' if s.docs
                 else f"docs/methods/{esc(s.name)}.md")
