@@ -3,13 +3,18 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from polymodal.cli import main
 from polymodal.core.errors import PolymodalError
+from polymodal.core.registry import get_recipe
 from polymodal.demo import run_demo
-from polymodal.demo.plan import read_status, write_status
+from polymodal.demo.plan import DemoPlan, read_status, write_status
 
 #: cheap in the smoke setting; skeleton-emotion is made to fail by pointing it at a gait file that does not exist
 OK, BROKEN = "byrd-nafl", "skeleton-emotion"
@@ -69,12 +74,6 @@ def test_cli_errors_are_one_clear_line(capsys, tmp_path):
 
 
 def test_resume_refuses_while_an_orphaned_child_still_runs(tmp_path):
-    import subprocess
-    import sys
-
-    from polymodal.demo.plan import DemoPlan
-    from polymodal.core.registry import get_recipe
-
     DemoPlan.build([get_recipe(OK)], "smoke").save(tmp_path)
     # a process whose command line looks like a demo child, as a parent killed with SIGKILL leaves behind
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "polymodal.demo.child"])
@@ -88,11 +87,6 @@ def test_resume_refuses_while_an_orphaned_child_still_runs(tmp_path):
 
 
 def test_sigterm_interrupts_the_running_recipe_and_resume_finishes_it(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     d = tmp_path / "demo"
     env = dict(os.environ, POLYMODAL_PROGRESS="0")
     proc = subprocess.Popen([sys.executable, "-m", "polymodal.cli", "demo", "--only", OK, "--setting", "smoke",
