@@ -22,12 +22,10 @@ from pathlib import Path
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 import polymodal.video.tta_recipe  # noqa: E402,F401  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.video.corruptions import VIDEO_CORRUPTIONS_UCF101C  # noqa: E402
-from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
+from seed_tables import parse_seed_args, run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/audio_tta")
 SETTING = {"n_per_class": 60, "size": 32, "nuisance": "easy", "epochs": 25, "lr": 3e-3, "audio_epochs": 3,
@@ -41,9 +39,7 @@ SHORT = {"gaussian_noise": "gauss", "shot_noise": "shot", "impulse_noise": "impu
 
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "easy30", ROOT / "table.md")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     t_all = time.perf_counter()
     rows_by_seed = run_recipe_seeds("audio-tta", setting, args.seeds, ROOT, args.label, primary="top1")
     per_corr = tuple((f"top1_{c}", SHORT.get(c, c)) for c in VIDEO_CORRUPTIONS_UCF101C)

@@ -21,11 +21,9 @@ from pathlib import Path
 
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 
-import torch  # noqa: E402
 
 import polymodal.video.kd_recipe  # noqa: E402,F401  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
-from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
+from seed_tables import parse_seed_args, run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/dual-teacher-kd")
 SETTING = {"n_per_class": 40, "test_fraction": 0.4, "frames": 8, "size": 24, "nuisance": "easy",
@@ -38,9 +36,7 @@ COLUMNS = (("top1", "top-1"), ("top5", "top-5"))
 
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "easy24", ROOT / "table.md")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     t_all = time.perf_counter()
     rows_by_seed = run_recipe_seeds("dual-teacher-kd", setting, args.seeds, ROOT, args.label, primary="top1")
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}.", "",

@@ -23,13 +23,11 @@ from pathlib import Path
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 import polymodal.federated.fedsm_recipe  # noqa: E402,F401  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import seed_parser, seed_table  # noqa: E402
+from seed_tables import parse_seed_args, seed_parser, seed_table  # noqa: E402
 
 ROOT = Path(".bench/fedsm")
 SETTING = {"data": "fashion-mnist", "train_per_class": 1000, "n_clients": 20, "clients_per_round": 8, "alpha": 0.5,
@@ -46,9 +44,7 @@ def table(rows_by_seed: dict[int, dict[str, dict[str, float]]]) -> str:
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "fmnist", ROOT / "table.md")
     ap.add_argument("--imb", type=float, nargs="+", default=[0.1, 0.01])
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}.", ""]
     t_all = time.perf_counter()
     for imb in args.imb:

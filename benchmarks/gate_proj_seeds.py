@@ -24,14 +24,12 @@ from pathlib import Path
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 import polymodal.llm.module_study_recipe  # noqa: E402,F401  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
 from polymodal.llm.module_study_recipe import QUICK  # noqa: E402
-from seed_tables import seed_parser, seed_table  # noqa: E402
+from seed_tables import parse_seed_args, seed_parser, seed_table  # noqa: E402
 
 ROOT = Path(".bench/gate_proj")
 SETTING = {k: list(v) if isinstance(v, tuple) else v for k, v in QUICK.items()}
@@ -46,9 +44,7 @@ def table(rows_by_seed: dict[int, dict[str, dict[str, float]]]) -> str:
 
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "quick-v3", ROOT / "table.md")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}.", ""]
     t_all = time.perf_counter()
     rows_by_seed, ranks = {}, {}

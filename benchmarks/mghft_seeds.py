@@ -20,11 +20,9 @@ from pathlib import Path
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 import polymodal.affect.stickers.recipe as mghft_recipe  # noqa: E402  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
-from seed_tables import run_recipe_seeds, seed_parser, seed_table, setting_line, write_table  # noqa: E402
+from seed_tables import parse_seed_args, run_recipe_seeds, seed_parser, seed_table, setting_line, write_table  # noqa: E402
 
 ROOT = Path(".bench/mghft")
 SETTING = dict(mghft_recipe.QUICK)
@@ -34,9 +32,7 @@ COLUMNS = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "
 
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "quick", ROOT / "table.md")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     md = [setting_line(setting, args.seeds), ""]
     t_all = time.perf_counter()
     rows_by_seed = run_recipe_seeds("mghft", setting, args.seeds, ROOT, args.label, primary="accuracy")

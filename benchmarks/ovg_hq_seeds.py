@@ -26,13 +26,11 @@ from pathlib import Path
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 import polymodal.video.grounding.recipe as ovg_recipe  # noqa: E402  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
 from polymodal.core.execute import prepare_compare, run_compare  # noqa: E402
 from polymodal.core.registry import get_recipe  # noqa: E402
-from seed_tables import mean_std, seed_parser, seed_table, setting_line  # noqa: E402
+from seed_tables import mean_std, parse_seed_args, seed_parser, seed_table, setting_line  # noqa: E402
 
 ROOT = Path(".bench/ovg_hq")
 SETTING = {**ovg_recipe.QUICK, "n_valid": 200, "latency_steps": 0}
@@ -67,9 +65,7 @@ def diff_table(rows_by_seed: dict[int, dict[str, dict[str, float]]], ref: str = 
 
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "quick", ROOT / "table.md")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     md = [setting_line(setting, args.seeds), ""]
     t_all = time.perf_counter()
     rows_by_seed: dict[int, dict[str, dict[str, float]]] = {}

@@ -47,6 +47,18 @@ def seed_parser(description: str, label: str, out: Path) -> argparse.ArgumentPar
     return ap
 
 
+def parse_seed_args(ap: argparse.ArgumentParser, setting: dict) -> tuple[argparse.Namespace, dict]:
+    """Parse the options, use one torch thread (the figures are single-thread CPU figures) and apply ``--set`` on
+    top of the script's ``setting``."""
+    import torch
+
+    from polymodal.core.config import parse_overrides
+
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    return args, {**setting, **parse_overrides(args.overrides)}
+
+
 def run_recipe_seeds(recipe: str, setting: dict, seeds: list[int], root: Path, label: str, *,
                      primary: str) -> dict[int, dict[str, dict[str, float]]]:
     """Run ``polymodal compare <recipe>`` with ``setting`` once per seed into ``root/<label>-seed<N>`` (an existing

@@ -20,11 +20,9 @@ from pathlib import Path
 
 os.environ.setdefault("POLYMODAL_PROGRESS", "0")
 
-import torch  # noqa: E402
 
 import polymodal.affect.skeleton.recipe  # noqa: E402,F401  (registers the recipe)
-from polymodal.core.config import parse_overrides  # noqa: E402
-from seed_tables import run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
+from seed_tables import parse_seed_args, run_recipe_seeds, seed_parser, seed_table, write_table  # noqa: E402
 
 ROOT = Path(".bench/skeleton_emotion")
 SETTING = {"folds": 1, "epochs": 30, "gcn_channels": [16, 32, 64], "rf_trees": 200, "threads": 1}
@@ -33,9 +31,7 @@ COLUMNS = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("params", "param
 
 def main() -> None:
     ap = seed_parser(__doc__.splitlines()[0], "synthetic", ROOT / "table.md")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    setting = {**SETTING, **parse_overrides(args.overrides)}
+    args, setting = parse_seed_args(ap, SETTING)
     t_all = time.perf_counter()
     rows_by_seed = run_recipe_seeds("skeleton-emotion", setting, args.seeds, ROOT, args.label, primary="accuracy")
     md = [f"Setting: {json.dumps(setting)}; seeds {args.seeds}; synthetic gaits (400, 4 emotions, chance 0.25).", "",

@@ -17,6 +17,8 @@ the rest of the family works without it.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -110,6 +112,27 @@ def _open(av, path: Path):
                               expected="a video container (mp4, avi, mkv, webm)") from None
 
 
+@contextmanager
+def _opened(av, path: Path, stream: str) -> Iterator:
+    """``path``'s open container, closed afterwards; a decoder error inside becomes a DataFormatError naming the
+    file and the ``stream`` ("video" / "audio") being decoded."""
+    container = _open(av, path)
+    try:
+        yield container
+    except DataFormatError:
+        raise
+    except Exception as e:
+        raise DataFormatError(path, f"cannot decode the {stream} stream ({type(e).__name__}: {e})") from None
+    finally:
+        container.close()
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise DataFormatError(path, "has no video stream", expected="a file with at least one video stream")
+    return container.streams.video[0]
+
+
 def _count_frames(container, stream) -> int:
     if stream.frames and stream.frames > 0:
         return int(stream.frames)
@@ -133,8 +156,7 @@ def _square_resize(frames: np.ndarray, size: int | None) -> torch.Tensor:
 
 
 def _decode_audio(av, path: Path, audio_rate: int) -> torch.Tensor | None:
-    container = _open(av, path)
-    try:
+    with _opened(av, path, "audio") as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
@@ -144,12 +166,6 @@ def _decode_audio(av, path: Path, audio_rate: int) -> torch.Tensor | None:
             frame.pts = None  # let the resampler keep its own clock (AAC priming can carry odd pts)
             chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
         chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
-    except DataFormatError:
-        raise
-    except Exception as e:
-        raise DataFormatError(path, f"cannot decode the audio stream ({type(e).__name__}: {e})") from None
-    finally:
-        container.close()
     wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     return torch.from_numpy(wave.astype(np.float32, copy=False))
 
@@ -170,11 +186,8 @@ def read_media(path: str | Path, frames: int = 8, size: int | None = 64, sample:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if size is not None and size < 1:
         raise ValueError(f"size must be >= 1 or None, got {size}")
-    container = _open(av, path)
-    try:
-        if not container.streams.video:
-            raise DataFormatError(path, "has no video stream", expected="a file with at least one video stream")
-        stream = container.streams.video[0]
+    with _opened(av, path, "video") as container:
+        stream = _video_stream(container, path)
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
@@ -198,12 +211,6 @@ def read_media(path: str | Path, frames: int = 8, size: int | None = 64, sample:
                 picked[i] = frame.to_ndarray(format="rgb24")
             if i >= max(wanted):
                 break
-    except DataFormatError:
-        raise
-    except Exception as e:
-        raise DataFormatError(path, f"cannot decode the video stream ({type(e).__name__}: {e})") from None
-    finally:
-        container.close()
     if last is None:
         raise DataFormatError(path, "no video frame could be decoded")
     # the header's frame count can overstate what decodes: fall back to the last decoded frame
@@ -317,12 +324,8 @@ class VideoFolder(torch.utils.data.Dataset):
     def check(self, path: Path) -> None:
         """Open ``path``'s header: a DataFormatError when it is unreadable or has no video stream."""
         av = _av()
-        container = _open(av, path)
-        try:
-            if not container.streams.video:
-                raise DataFormatError(path, "has no video stream", expected="a file with at least one video stream")
-        finally:
-            container.close()
+        with _opened(av, path, "video") as container:
+            _video_stream(container, path)
 
     def __len__(self) -> int:
         return len(self.samples)

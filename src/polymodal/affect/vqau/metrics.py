@@ -70,15 +70,20 @@ def confusion(gold: Sequence[str], pred: Sequence[str]) -> np.ndarray:
     return m
 
 
+def _paired(hypotheses: Sequence[str], references: Sequence[str]) -> bool:
+    """One reference per hypothesis (a ValueError otherwise); False when there is nothing to score."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses vs {len(references)} references")
+    return bool(hypotheses)
+
+
 def bleu4(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """sacrebleu corpus BLEU-4 (0-100), one reference per hypothesis."""
     try:
         import sacrebleu
     except ImportError as e:
         raise MissingDependencyError(f"BLEU-4 needs sacrebleu: {_INSTALL}") from e
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses vs {len(references)} references")
-    if not hypotheses:
+    if not _paired(hypotheses, references):
         return 0.0
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
 
@@ -89,9 +94,7 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         from rouge_score import rouge_scorer
     except ImportError as e:
         raise MissingDependencyError(f"ROUGE-L needs rouge-score: {_INSTALL}") from e
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses vs {len(references)} references")
-    if not hypotheses:
+    if not _paired(hypotheses, references):
         return 0.0
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return float(np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references, strict=True)]))
